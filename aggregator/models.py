@@ -145,3 +145,14 @@ class PollResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class EventMatch:
+    """An event that concerns a watched device: what every source in it said, folded."""
+
+    event: Event
+    device: WatchedDevice
+    affected: bool | None
+    why: str
+    matches: tuple[Match, ...]

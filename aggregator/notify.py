@@ -1,0 +1,254 @@
+"""Alerts: decide what is new or changed for each (event, device), write it to the outbox, deliver via Apprise."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aggregator.config import NotifyConfig, NotifyTarget
+from aggregator.models import Advisory, EventMatch, SourceKind
+from aggregator.store import PendingDelivery, Store, StoredMatch, now_utc, retry_delay
+
+log = logging.getLogger(__name__)
+
+STDOUT_TARGET = NotifyTarget("stdout://", "stdout")
+DELIVERY_TIMEOUT = 60.0
+_KIND_LABEL = {
+    SourceKind.CSAF: "CISA CSAF advisory",
+    SourceKind.RSS: "feed item",
+    SourceKind.OPENFDA: "openFDA recall record",
+    SourceKind.PAGE: "manufacturer page",
+}
+_ADVICE = (
+    "What to do: read the advisory and the manufacturer's instructions, and talk to your clinician, "
+    "device supplier or biomedical engineering team before changing how you use the device. "
+    "Do not stop a therapy on your own."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """A delivery that did not go through this time (the alert stays queued)."""
+
+    label: str
+    alert_id: int
+    error: str
+
+
+# -- what is material ------------------------------------------------------------------------
+
+
+def material_summary(em: EventMatch) -> dict[str, Any]:
+    """The facts whose change deserves an update alert, for one (event, device)."""
+    members = em.event.members
+    products = sorted(
+        {f"{p.vendor} {p.name}: {p.version or 'versions not stated'} [{p.status or 'listed'}]"
+         for m in em.matches for p in m.matched_products}
+    )
+    remediations = sorted({r for a in members for r in a.remediations})
+    scores = [a.cvss_score for a in members if a.cvss_score is not None]
+    return {
+        "affected": em.affected,
+        "revision": em.event.primary.revision,
+        "cves": sorted({c for a in members for c in a.cves}),
+        "cvss": max(scores) if scores else None,
+        "severity": em.event.primary.severity,
+        "products": products,
+        "remediations": remediations,
+    }
+
+
+def fingerprint(summary: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest()
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Plain sentences for what changed between two material summaries; [] when nothing material did.
+
+    Details a second source merely adds (products or remediations where there were none) are not
+    news; a change to what was already said is.
+    """
+    changes: list[str] = []
+    if old.get("revision") != new.get("revision") and new.get("revision"):
+        changes.append(f"the advisory was revised ({old.get('revision') or 'first version'} -> {new['revision']})")
+    if old.get("affected") != new.get("affected"):
+        changes.append(f"the verdict for your device changed: {_verdict(old.get('affected'))} -> "
+                       f"{_verdict(new.get('affected'))}")
+    added_cves = sorted(set(new.get("cves", [])) - set(old.get("cves", [])))
+    if added_cves and old.get("cves"):
+        changes.append("new CVEs: " + ", ".join(added_cves))
+    if old.get("cvss") is not None and old.get("cvss") != new.get("cvss"):
+        changes.append(f"severity changed: CVSS {old.get('cvss')} -> {new.get('cvss')}")
+    for key, what in (("products", "affected products or versions"), ("remediations", "remediation advice")):
+        if old.get(key) and old.get(key) != new.get(key):
+            added = sorted(set(new.get(key, [])) - set(old.get(key, [])))
+            removed = sorted(set(old.get(key, [])) - set(new.get(key, [])))
+            detail = "; ".join([*(f"now: {x}" for x in added), *(f"no longer: {x}" for x in removed)])
+            changes.append(f"{what} changed ({detail})" if detail else f"{what} changed")
+    return changes
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _verdict(affected: object) -> str:
+    return {True: "affected", False: "not affected (outside the affected range)"}.get(
+        affected, "unknown (check your version)"  # type: ignore[call-overload]
+    )
+
+
+def _date(value: datetime | None) -> str:
+    return value.date().isoformat() if value else "date not given"
+
+
+def render(em: EventMatch, kind: str, changes: Sequence[str] = ()) -> tuple[str, str]:
+    """Subject and plain-text body of one alert."""
+    primary = em.event.primary
+    device = em.device
+    verdict = {True: "affects", False: "names (your version is outside the range)", None: "may affect"}[em.affected]
+    prefix = "UPDATE: " if kind == "update" else ""
+    subject = f"{prefix}{primary.display_id} {verdict} your {device.name}: {primary.title}"[:250]
+    lines = [
+        f"{'Updated advisory' if kind == 'update' else 'New advisory'} for your device \"{device.name}\" "
+        f"({device.manufacturer} {', '.join(device.models)}"
+        f"{', firmware ' + device.firmware if device.firmware else ''}).",
+        "",
+        f"Advisory: {primary.display_id}{f' ({primary.revision})' if primary.revision else ''}",
+        f"Title: {primary.title}",
+        f"Published: {_date(_first_published(em.event.members))}",
+    ]
+    if primary.url:
+        lines.append(f"Link: {primary.url}")
+    if changes:
+        lines += ["", "What changed:", *(f"  - {c}" for c in changes)]
+    lines += ["", f"Affected: {_verdict(em.affected)}", f"Why it matched: {em.why}"]
+    products = [p for m in em.matches for p in m.matched_products]
+    if products:
+        lines.append("Affected versions, as the advisory gives them:")
+        lines += sorted({f"  - {p.name}: {p.version or 'not stated'}" for p in products})
+    cves = sorted({c for a in em.event.members for c in a.cves})
+    scores = [a.cvss_score for a in em.event.members if a.cvss_score is not None]
+    if cves:
+        lines.append("CVEs: " + ", ".join(cves))
+    if scores:
+        lines.append(f"Severity: CVSS {max(scores)}{' ' + primary.severity if primary.severity else ''}")
+    remediations = sorted({r for a in em.event.members for r in a.remediations})
+    if remediations:
+        lines += ["", "Remediation, as published:", *(f"  - {r[:600]}" for r in remediations[:6])]
+    lines += ["", _ADVICE, "", "Sources that carried this event:"]
+    lines += [f"  - {_KIND_LABEL.get(a.kind, a.kind)} from \"{a.source}\": {a.display_id}"
+              f"{' ' + a.url if a.url and a.url != primary.url else ''}" for a in em.event.members]
+    lines += ["", "-- aggregator: medical-device advisory watcher. You get one message per advisory and device."]
+    return subject, "\n".join(lines)
+
+
+def _first_published(members: Sequence[Advisory]) -> datetime | None:
+    dates = [a.published for a in members if a.published]
+    return min(dates) if dates else None
+
+
+# -- the outbox ------------------------------------------------------------------------------
+
+
+def queue_alerts(
+    store: Store, event_matches: Sequence[EventMatch], notify: NotifyConfig, at: datetime | None = None
+) -> int:
+    """Write alerts for new and materially changed (event, device) pairs; call inside a transaction.
+
+    Returns how many alerts were queued. Each alert gets one delivery row per current target, so a
+    target added later only receives what comes after it.
+    """
+    at = at or now_utc()
+    stored: dict[tuple[str, str], StoredMatch] = store.stored_matches()
+    targets = notify.targets or (STDOUT_TARGET,)
+    queued = 0
+    for em in event_matches:
+        summary = material_summary(em)
+        digest = fingerprint(summary)
+        previous = stored.get((em.event.event_id, em.device.name))
+        if previous is not None and previous.match_hash == digest:
+            continue
+        store.save_match(em.event.event_id, em.device.name, digest, summary, at)
+        if previous is None:
+            kind, changes = "new", []
+        else:
+            changes = describe_changes(previous.summary, summary)
+            if not changes:
+                continue
+            kind = "update"
+        if em.affected is False and notify.skip_unaffected:
+            log.info("not alerting %s for %s: firmware outside the affected range", em.device.name,
+                     em.event.event_id)
+            continue
+        subject, body = render(em, kind, changes)
+        store.add_alert(em.event.event_id, em.device.name, kind, subject, body,
+                        [(t.key, t.masked) for t in targets], at)
+        log.info("queued %s alert: %s for %s", kind, em.event.event_id, em.device.name)
+        queued += 1
+    return queued
+
+
+class Notifier:
+    """Delivers due outbox rows, one Apprise call per (alert, target)."""
+
+    def __init__(self, store: Store, notify: NotifyConfig) -> None:
+        self.store = store
+        self.notify = notify
+        self.targets = {t.key: t for t in (notify.targets or (STDOUT_TARGET,))}
+
+    async def deliver_due(self, at: datetime | None = None) -> tuple[int, list[DeliveryFailure]]:
+        """Send every due delivery; returns (delivered count, failures)."""
+        at = at or now_utc()
+        delivered = 0
+        failures: list[DeliveryFailure] = []
+        for pending in self.store.due_deliveries(at, self.targets):
+            target = self.targets[pending.target]
+            error = await self._send(target, pending)
+            done_at = now_utc()
+            with self.store.transaction():
+                if error is None:
+                    self.store.mark_delivered(pending.alert_id, pending.target, done_at)
+                else:
+                    self.store.mark_failed(pending.alert_id, pending.target, error,
+                                           done_at + retry_delay(pending.attempts + 1))
+            if error is None:
+                delivered += 1
+                log.info("delivered alert %d to %s", pending.alert_id, target.masked)
+            else:
+                failures.append(DeliveryFailure(target.masked, pending.alert_id, error))
+                level = logging.ERROR if pending.attempts + 1 >= self.notify.max_attempts else logging.WARNING
+                log.log(level, "delivery of alert %d to %s failed (attempt %d): %s", pending.alert_id,
+                        target.masked, pending.attempts + 1, error)
+        return delivered, failures
+
+    async def _send(self, target: NotifyTarget, pending: PendingDelivery) -> str | None:
+        if target is STDOUT_TARGET or target.key == STDOUT_TARGET.key:
+            sys.stdout.write(f"{pending.subject}\n\n{pending.body}\n\n")
+            sys.stdout.flush()
+            return None
+        return await send_apprise(target, pending.subject, pending.body)
+
+
+async def send_apprise(target: NotifyTarget, title: str, body: str) -> str | None:
+    """One message to one Apprise URL; None on success, else a reason without secrets."""
+    import apprise  # lazily: only the notifying commands pay for importing it
+
+    client = apprise.Apprise()
+    if not client.add(target.url):
+        return "Apprise does not understand this URL"
+    try:
+        ok = await asyncio.wait_for(
+            asyncio.to_thread(client.notify, body=body, title=title), timeout=DELIVERY_TIMEOUT
+        )
+    except TimeoutError:
+        return f"no answer within {DELIVERY_TIMEOUT:g}s"
+    except Exception as exc:  # Apprise plugins raise anything; one target must not stop the rest
+        return f"{exc.__class__.__name__}: {exc}"[:300]
+    return None if ok else "the notification service did not accept the message (see log above)"
