@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from aggregator.identifiers import event_id_of
 from aggregator.models import Advisory, Event, EventMatch, Match, SourceKind
+
+if TYPE_CHECKING:
+    from aggregator.match import ManufacturerAliases
 
 # When several sources tell one event, the most structured one speaks for it.
 _KIND_RANK = {SourceKind.CSAF: 0, SourceKind.RSS: 1, SourceKind.OPENFDA: 2, SourceKind.PAGE: 3}
 
 
-def fold(advisories: Iterable[Advisory]) -> list[Event]:
+def fold(advisories: Iterable[Advisory], aliases: ManufacturerAliases | None = None) -> list[Event]:
     """Group advisories into events: one per advisory id (revisions included), else one per item."""
     groups: dict[str, list[Advisory]] = {}
     for adv in advisories:

@@ -367,6 +367,14 @@ class Store:
             (error, _iso(retry_at), alert_id, target),
         )
 
+    def next_delivery_time(self, targets: Iterable[str]) -> datetime | None:
+        """When the earliest pending delivery to one of `targets` is due."""
+        keys = list(targets)
+        if not keys:
+            return None
+        row = self.conn.execute(_next_delivery_query(len(keys)), keys).fetchone()
+        return _dt(row[0]) if row and row[0] else None
+
     def delivery_counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status")}
 
@@ -378,8 +386,14 @@ class Store:
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    def alerts(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM alerts ORDER BY id")]
+    def alert_report(self) -> list[dict[str, Any]]:
+        """Every alert with its delivery state per target (masked), oldest first."""
+        rows = self.conn.execute(
+            """SELECT a.id, a.event_id, a.device, a.kind, a.subject, a.created, d.label, d.status, d.attempts,
+                      d.last_error, d.next_attempt, d.delivered_at
+               FROM alerts a JOIN deliveries d ON d.alert_id = a.id ORDER BY a.id, d.label"""
+        )
+        return [dict(r) for r in rows]
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -389,3 +403,8 @@ def retry_delay(attempts: int) -> timedelta:
 
 def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _next_delivery_query(count: int) -> str:
+    marks = ",".join("?" * count)
+    return f"SELECT min(next_attempt) FROM deliveries WHERE status = 'pending' AND target IN ({marks})"

@@ -1,0 +1,208 @@
+"""Orchestration only: schedule polls, record results, queue and deliver alerts, handle signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from aggregator.config import Config, SourceConfig
+from aggregator.dedup import event_matches, fold
+from aggregator.match import load_aliases, match_all
+from aggregator.models import FeedState, PollResult
+from aggregator.notify import DeliveryFailure, Notifier, queue_alerts
+from aggregator.sources import poll_source
+from aggregator.sources.http import Fetcher, sleep_or_stop
+from aggregator.store import Store, now_utc
+
+log = logging.getLogger(__name__)
+
+FAILURE_RETRY_MIN = 60.0
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; `failed_sources` and `delivery_failures` decide the exit code of run --once."""
+
+    polled: list[str] = field(default_factory=list)
+    failed_sources: list[tuple[str, str]] = field(default_factory=list)
+    new_items: int = 0
+    alerts_queued: int = 0
+    delivered: int = 0
+    delivery_failures: list[DeliveryFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_sources and not self.delivery_failures
+
+
+class Daemon:
+    """Runs cycles over the configured sources against one state file."""
+
+    def __init__(self, config: Config, store: Store, *, fetcher_options: dict[str, float] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.aliases = load_aliases(config.aliases)
+        self.notifier = Notifier(store, config.notify)
+        self.fetcher_options = fetcher_options or {}
+        self.stop = asyncio.Event()
+
+    # -- one cycle -------------------------------------------------------------------------------
+
+    async def run_once(self) -> CycleReport:
+        """Poll every source, then deliver every due alert."""
+        report = CycleReport()
+        async with Fetcher.new_session() as session:
+            fetcher = Fetcher(session, **self.fetcher_options)  # type: ignore[arg-type]
+            await self.poll(list(self.config.sources), fetcher, report)
+        if not self.stop.is_set():
+            await self.deliver(report)
+        return report
+
+    async def poll(self, sources: Sequence[SourceConfig], fetcher: Fetcher, report: CycleReport) -> None:
+        """Poll `sources` concurrently, then record everything and queue alerts in one transaction."""
+        states = {s.name: self.store.feed_state(s.name) for s in sources}
+        tasks = [asyncio.create_task(poll_source(s, fetcher, states[s.name])) for s in sources]
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            pending = set(tasks)
+            while pending and not self.stop.is_set():
+                _done, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(stopper)
+        finally:
+            stopper.cancel()
+            for task in tasks:
+                task.cancel()
+        finished = [(s, t.result()) for s, t in zip(sources, tasks, strict=True) if t.done() and not t.cancelled()]
+        now = now_utc()
+        with self.store.transaction():
+            for source, (result, retry_after) in finished:
+                self._record(source, states[source.name], result, retry_after, now, report)
+            report.alerts_queued += self._queue_alerts()
+
+    def _record(
+        self, source: SourceConfig, state: FeedState, result: PollResult, retry_after: float | None,
+        now: datetime, report: CycleReport,
+    ) -> None:
+        report.polled.append(source.name)
+        if result.ok:
+            changed = self.store.upsert_advisories(result.advisories, now)
+            report.new_items += changed
+            items = state.items if result.not_modified else len(result.advisories)
+            if state.outcome == "failed":
+                log.info("source %s recovered after %d failed polls", source.name, state.consecutive_failures)
+            log.info(
+                "polled %s: %s", source.name,
+                "not modified" if result.not_modified else f"{len(result.advisories)} items, {changed} new or changed",
+            )
+            new_state = replace(
+                state, etag=result.etag, last_modified=result.last_modified, last_poll=now, last_success=now,
+                outcome="not-modified" if result.not_modified else "ok", error=None, items=items,
+                consecutive_failures=0, next_poll=now + timedelta(seconds=_jittered(source.interval)),
+                cursor=result.cursor if result.cursor is not None else state.cursor,
+            )
+        else:
+            failures = state.consecutive_failures + 1
+            report.failed_sources.append((source.name, result.error or "failed"))
+            if state.error != result.error:  # one log line per change of state, not per poll
+                log.error("source %s failed: %s", source.name, result.error)
+            else:
+                log.debug("source %s still failing (%d in a row): %s", source.name, failures, result.error)
+            delay = min(source.interval, FAILURE_RETRY_MIN * 2 ** min(failures - 1, 10))
+            delay = max(delay, retry_after or 0.0)
+            new_state = replace(
+                state, last_poll=now, outcome="failed", error=result.error, consecutive_failures=failures,
+                next_poll=now + timedelta(seconds=_jittered(delay)),
+            )
+        self.store.save_feed_state(new_state)
+
+    def _queue_alerts(self) -> int:
+        """Fold and match everything stored (new sources, new devices and late joiners all count)."""
+        advisories = self.store.advisories()
+        events = fold(advisories, self.aliases)
+        matches = match_all(advisories, self.config.watch, self.aliases)
+        return queue_alerts(self.store, event_matches(events, matches), self.config.notify)
+
+    async def deliver(self, report: CycleReport) -> None:
+        delivered, failures = await self.notifier.deliver_due()
+        report.delivered += delivered
+        report.delivery_failures.extend(failures)
+
+    # -- the daemon loop -----------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        """Poll each source on its own schedule until SIGTERM/SIGINT."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop, sig)
+        log.info("aggregator started: %d sources, %d watched devices, state %s", len(self.config.sources),
+                 len(self.config.watch), self.store.path)
+        sd_notify("READY=1")
+        watchdog = _watchdog_interval()
+        async with Fetcher.new_session() as session:
+            fetcher = Fetcher(session, **self.fetcher_options)  # type: ignore[arg-type]
+            while not self.stop.is_set():
+                now = now_utc()
+                due = [s for s in self.config.sources if _is_due(self.store.feed_state(s.name), now)]
+                report = CycleReport()
+                if due:
+                    await self.poll(due, fetcher, report)
+                if self.stop.is_set():
+                    break
+                await self.deliver(report)
+                sd_notify("WATCHDOG=1")
+                wait = self._seconds_until_next(now_utc())
+                if watchdog:
+                    wait = min(wait, watchdog)
+                if await sleep_or_stop(wait, self.stop):
+                    break
+        sd_notify("STOPPING=1")
+        log.info("aggregator stopped")
+
+    def _request_stop(self, sig: signal.Signals) -> None:
+        log.info("received %s, stopping", sig.name)
+        self.stop.set()
+
+    def _seconds_until_next(self, now: datetime) -> float:
+        candidates = []
+        for source in self.config.sources:
+            state = self.store.feed_state(source.name)
+            candidates.append((state.next_poll - now).total_seconds() if state.next_poll else 0.0)
+        next_delivery = self.store.next_delivery_time(self.notifier.targets)
+        if next_delivery is not None:
+            candidates.append((next_delivery - now).total_seconds())
+        return max(0.5, min(candidates, default=3600.0))
+
+
+def _is_due(state: FeedState, now: datetime) -> bool:
+    return state.next_poll is None or state.next_poll <= now
+
+
+def _jittered(seconds: float) -> float:
+    return seconds * random.uniform(0.9, 1.1)
+
+
+def _watchdog_interval() -> float | None:
+    usec = os.environ.get("WATCHDOG_USEC")
+    return int(usec) / 2e6 if usec and usec.isdigit() else None
+
+
+def sd_notify(message: str) -> None:
+    """The sd_notify protocol: one datagram to $NOTIFY_SOCKET; silent when not under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd (%s): %s", address, exc)
