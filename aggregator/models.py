@@ -141,6 +141,7 @@ class PollResult:
     etag: str | None = None
     last_modified: str | None = None
     cursor: str | None = None
+    problems: tuple[str, ...] = ()  # per-document failures that did not fail the whole poll
 
     @property
     def ok(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from collections.abc import Awaitable, Callable, Sequence
 
 from aggregator.config import SourceConfig
@@ -33,9 +34,7 @@ async def poll_source(source: SourceConfig, fetcher: Fetcher, state: FeedState) 
         return PollResult(source.name, error=str(exc)), None
     if source.include or source.exclude:
         kept = keep_wanted(result.advisories, source.include, source.exclude)
-        result = PollResult(
-            result.source, kept, result.not_modified, result.error, result.etag, result.last_modified, result.cursor
-        )
+        result = replace(result, advisories=kept)
     return result, None
 
 
