@@ -19,7 +19,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from aggregator import __version__
@@ -110,7 +111,9 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        backoff = wait_exponential_jitter(initial=self.backoff_initial, max=self.max_retry_wait)
+        backoff = wait_exponential(multiplier=self.backoff_initial, max=self.max_retry_wait) + wait_random(
+            0, self.backoff_initial
+        )
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import re
+import xml.sax
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,8 +41,10 @@ def parse_rss(body: bytes, *, source: str) -> list[Advisory]:
     if not parsed.get("version") and not parsed.entries:
         reason = parsed.get("bozo_exception") or "no RSS or Atom document found"
         raise ParseError(f"not a readable feed: {reason}")
-    if parsed.get("bozo") and not parsed.entries:
-        raise ParseError(f"malformed feed: {parsed.get('bozo_exception')}")
+    problem = parsed.get("bozo_exception")
+    if isinstance(problem, xml.sax.SAXException):
+        # A truncated or broken document: half a feed must not pass for the whole feed.
+        raise ParseError(f"malformed XML: {problem}")
     return [_entry_to_advisory(entry, source) for entry in parsed.entries]
 
 
@@ -57,8 +60,10 @@ def _entry_to_advisory(entry: Any, source: str) -> Advisory:
     own_ids = advisory_ids(" ".join(filter(None, [guid, link, title])))
     recalls = recall_numbers(" ".join(filter(None, [title, guid, summary])))
     advisory_id = own_ids[0] if own_ids else (recalls[0] if recalls else None)
-    published = _when(entry.get("published_parsed")) or _when(entry.get("updated_parsed"))
-    updated = _when(entry.get("updated_parsed"))
+    # feedparser maps a missing `updated` to `published` with a warning; ask only for what is there.
+    updated = _when(entry.get("updated_parsed")) if "updated" in entry else None
+    published = _when(entry.get("published_parsed")) if "published" in entry else None
+    published = published or updated
     revision = _REVISION_RE.search(title)
     cvss = _CVSS_RE.search(summary)
     vendor = _VENDOR_RE.search(summary)
