@@ -144,7 +144,15 @@ class Daemon:
         log.info("aggregator started: %d sources, %d watched devices, state %s", len(self.config.sources),
                  len(self.config.watch), self.store.path)
         sd_notify("READY=1")
-        watchdog = _watchdog_interval()
+        watchdog = asyncio.create_task(_watchdog_pings())
+        try:
+            await self._loop()
+        finally:
+            watchdog.cancel()
+        sd_notify("STOPPING=1")
+        log.info("aggregator stopped")
+
+    async def _loop(self) -> None:
         async with Fetcher.new_session() as session:
             fetcher = Fetcher(session, **self.fetcher_options)  # type: ignore[arg-type]
             while not self.stop.is_set():
@@ -156,14 +164,8 @@ class Daemon:
                 if self.stop.is_set():
                     break
                 await self.deliver(report)
-                sd_notify("WATCHDOG=1")
-                wait = self._seconds_until_next(now_utc())
-                if watchdog:
-                    wait = min(wait, watchdog)
-                if await sleep_or_stop(wait, self.stop):
+                if await sleep_or_stop(self._seconds_until_next(now_utc()), self.stop):
                     break
-        sd_notify("STOPPING=1")
-        log.info("aggregator stopped")
 
     def _request_stop(self, sig: signal.Signals) -> None:
         log.info("received %s, stopping", sig.name)
@@ -188,9 +190,14 @@ def _jittered(seconds: float) -> float:
     return seconds * random.uniform(0.9, 1.1)
 
 
-def _watchdog_interval() -> float | None:
+async def _watchdog_pings() -> None:
+    """Tell systemd's watchdog the event loop is alive, at half its timeout."""
     usec = os.environ.get("WATCHDOG_USEC")
-    return int(usec) / 2e6 if usec and usec.isdigit() else None
+    if not usec or not usec.isdigit():
+        return
+    while True:
+        sd_notify("WATCHDOG=1")
+        await asyncio.sleep(int(usec) / 2e6)
 
 
 def sd_notify(message: str) -> None:
