@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 from aggregator.config import SourceConfig
 from aggregator.errors import SourceError
 from aggregator.models import Advisory, FeedState, PollResult, SourceKind
+from aggregator.sources.csaf_feed import poll_csaf
 from aggregator.sources.http import Fetcher, TransientError
+from aggregator.sources.openfda_api import poll_openfda
+from aggregator.sources.page import poll_page
 from aggregator.sources.rss import poll_rss
 
 log = logging.getLogger(__name__)
@@ -18,6 +21,9 @@ Poller = Callable[[SourceConfig, Fetcher, FeedState], Awaitable[PollResult]]
 
 POLLERS: dict[SourceKind, Poller] = {
     SourceKind.RSS: poll_rss,
+    SourceKind.CSAF: poll_csaf,
+    SourceKind.OPENFDA: poll_openfda,
+    SourceKind.PAGE: poll_page,
 }
 
 
