@@ -19,7 +19,7 @@ import io
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -147,9 +147,12 @@ async def _poll_remote(
     # without the cursor a 304 would leave us without the list of feeds
     conditional = cursor.kind is not None
     top = await fetcher.fetch(
-        url, etag=state.etag if conditional else None,
+        url,
+        etag=state.etag if conditional else None,
         last_modified=state.last_modified if conditional else None,
-        timeout=source.timeout, max_bytes=source.max_bytes, accept=_JSON_ACCEPT,
+        timeout=source.timeout,
+        max_bytes=source.max_bytes,
+        accept=_JSON_ACCEPT,
     )
     listing = _Listing()
     if top.not_modified:
@@ -166,7 +169,8 @@ async def _poll_remote(
     retry_urls = {d.url for d in retry}
     todo = retry + sorted((d for d in candidates if d.url not in retry_urls), key=_doc_time)
     problems = listing.problems
-    if len(todo) > MAX_DOCUMENTS:
+    capped = len(todo) > MAX_DOCUMENTS
+    if capped:
         problems.append(
             f"{len(todo)} documents to read, over the cap of {MAX_DOCUMENTS} per poll: "
             f"the other {len(todo) - MAX_DOCUMENTS} follow on the next poll"
@@ -174,22 +178,34 @@ async def _poll_remote(
         last = todo[MAX_DOCUMENTS - 1].updated
         cursor.since, cursor.exact = (last, True) if last is not None else (cursor.since, cursor.exact)
         todo = todo[:MAX_DOCUMENTS]
+        # the next poll must read the listings again even if they have not changed: forget the validators
+        cursor.validators = {}
+        top = replace(top, etag=None, last_modified=None)
     else:
         cursor.since, cursor.exact = started, False
 
     if not todo and top.not_modified and listing.fresh == 0:
         return PollResult(
-            source.name, not_modified=True, etag=top.etag or state.etag,
-            last_modified=top.last_modified or state.last_modified, cursor=cursor.dump(),
+            source.name,
+            not_modified=True,
+            etag=top.etag or state.etag,
+            last_modified=top.last_modified or state.last_modified,
+            cursor=cursor.dump(),
             problems=tuple(problems),
         )
     advisories, failed, doc_problems = await _read_documents(source, fetcher, todo)
     cursor.pending = failed
+    if top.not_modified and not capped:
+        top = replace(
+            top, etag=top.etag or state.etag, last_modified=top.last_modified or state.last_modified
+        )
     return PollResult(
-        source.name, tuple(advisories),
-        etag=top.etag or (state.etag if top.not_modified else None),
-        last_modified=top.last_modified or (state.last_modified if top.not_modified else None),
-        cursor=cursor.dump(), problems=(*problems, *doc_problems),
+        source.name,
+        tuple(advisories),
+        etag=top.etag,
+        last_modified=top.last_modified,
+        cursor=cursor.dump(),
+        problems=(*problems, *doc_problems),
     )
 
 
@@ -233,8 +249,12 @@ async def _read_feeds(
         etag, last_modified = cursor.validators.get(feed_url, (None, None))
         try:
             result = await fetcher.fetch(
-                feed_url, etag=etag, last_modified=last_modified, timeout=source.timeout,
-                max_bytes=source.max_bytes, accept=_JSON_ACCEPT,
+                feed_url,
+                etag=etag,
+                last_modified=last_modified,
+                timeout=source.timeout,
+                max_bytes=source.max_bytes,
+                accept=_JSON_ACCEPT,
             )
             if result.not_modified:
                 continue
@@ -453,19 +473,15 @@ def _poll_folder(source: SourceConfig, state: FeedState, started: datetime) -> P
             mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
             if not first and mtime < cutoff:
                 continue
-            read = _read_file(path, source.name)
+            read = _read_file(path, source.name, mtime, cutoff if first else None)
         except OSError as exc:
             problems.append(f"{path}: cannot read: {exc.strerror or exc}")
             continue
         except SourceError as exc:
             problems.append(f"{path}: {exc}")
             continue
-        if read is None:
-            continue
-        when = read.updated or mtime
-        if first and when < cutoff:
-            continue
-        found.append((when, read))
+        if read is not None:
+            found.append((read.updated or mtime, read))
     if len(found) > MAX_DOCUMENTS:
         found.sort(key=lambda item: item[0], reverse=True)
         problems.append(
@@ -478,8 +494,9 @@ def _poll_folder(source: SourceConfig, state: FeedState, started: datetime) -> P
     return PollResult(source.name, advisories, cursor=cursor.dump(), problems=tuple(problems))
 
 
-def _read_file(path: Path, source: str) -> Advisory | None:
-    """The file's advisory; None for JSON that is no CSAF (ROLIE feeds, metadata in the same tree)."""
+def _read_file(path: Path, source: str, mtime: datetime, cutoff: datetime | None) -> Advisory | None:
+    """The file's advisory; None for JSON that is no CSAF (ROLIE feeds, metadata in the same tree) and for
+    documents whose current_release_date (else file time) is before `cutoff`."""
     body = path.read_bytes()
     try:
         doc = json.loads(body.removeprefix(b"\xef\xbb\xbf"))
@@ -488,6 +505,11 @@ def _read_file(path: Path, source: str) -> Advisory | None:
             raise ParseError(f"invalid JSON: {exc}") from exc
         return None
     if not is_csaf(doc):
+        return None
+    current = parse_datetime(
+        _str(_dict(_dict(doc.get("document")).get("tracking")).get("current_release_date"))
+    )
+    if cutoff is not None and (current or mtime) < cutoff:
         return None
     digest_file = path.with_name(path.name + ".sha512")
     if digest_file.is_file():

@@ -61,11 +61,13 @@ class _Cursor:
         return cls(_when(raw.get("since")), todo, _when(raw.get("started")))
 
     def dump(self) -> str:
-        return json.dumps({
-            "since": self.since.isoformat() if self.since else None,
-            "todo": [[a.strftime(_DAY), b.strftime(_DAY), skip] for a, b, skip in self.todo],
-            "started": self.started.isoformat() if self.started else None,
-        })
+        return json.dumps(
+            {
+                "since": self.since.isoformat() if self.since else None,
+                "todo": [[a.strftime(_DAY), b.strftime(_DAY), skip] for a, b, skip in self.todo],
+                "started": self.started.isoformat() if self.started else None,
+            }
+        )
 
 
 async def poll_openfda(source: SourceConfig, fetcher: Fetcher, state: FeedState) -> PollResult:
@@ -131,22 +133,33 @@ async def _poll(source: SourceConfig, fetcher: Fetcher, state: FeedState, now: d
     if not cursor.todo:
         cursor.since, cursor.started = cursor.started or now, None
     return PollResult(
-        source.name, tuple(found.values()), cursor=cursor.dump(),
+        source.name,
+        tuple(found.values()),
+        cursor=cursor.dump(),
         problems=tuple(_scrub(p, source.api_key) for p in problems),
     )
 
 
 async def _page(
-    source: SourceConfig, fetcher: Fetcher, fields: tuple[str, ...],
-    start: date, end: date, skip: int, limit: int,
+    source: SourceConfig,
+    fetcher: Fetcher,
+    fields: tuple[str, ...],
+    start: date,
+    end: date,
+    skip: int,
+    limit: int,
 ) -> dict[str, Any] | None:
     """One page of the search; None when openFDA says nothing matched (its 404 NOT_FOUND)."""
     params = {"search": _search(fields, start, end, source.search), "limit": str(limit), "skip": str(skip)}
     if source.api_key:
         params["api_key"] = source.api_key
     result = await fetcher.fetch(
-        source.url or "", params=params, timeout=source.timeout, max_bytes=source.max_bytes,
-        accept="application/json", ok_statuses=frozenset({200, 400, 403, 404}),
+        source.url or "",
+        params=params,
+        timeout=source.timeout,
+        max_bytes=source.max_bytes,
+        accept="application/json",
+        ok_statuses=frozenset({200, 400, 403, 404}),
     )
     doc = _json(result, source)
     if result.status == 404 and is_not_found(doc):

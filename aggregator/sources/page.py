@@ -114,16 +114,30 @@ async def poll_page(source: SourceConfig, fetcher: Fetcher, state: FeedState) ->
     """Fetch the page (conditional GET) and pick its bulletin links; matching nothing is a failure."""
     url = source.url or ""
     result = await fetcher.fetch(
-        url, etag=state.etag, last_modified=state.last_modified, timeout=source.timeout,
-        max_bytes=source.max_bytes, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.1",
+        url,
+        etag=state.etag,
+        last_modified=state.last_modified,
+        timeout=source.timeout,
+        max_bytes=source.max_bytes,
+        accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.1",
     )
     if result.not_modified:
-        return PollResult(source.name, not_modified=True, etag=state.etag, last_modified=state.last_modified,
-                          cursor=state.cursor)
+        return PollResult(
+            source.name,
+            not_modified=True,
+            etag=state.etag,
+            last_modified=state.last_modified,
+            cursor=state.cursor,
+        )
     if "apology" in result.url:  # the page is HTML anyway: only Akamai's apology redirect gives a block away
         raise BlockedError(f"redirected to a CDN block page ({result.url})")
-    advisories = parse_page(result.body or b"", source=source.name, base_url=result.url or url,
-                            pattern=source.pattern or "", charset=_charset(result))
+    advisories = parse_page(
+        result.body or b"",
+        source=source.name,
+        base_url=result.url or url,
+        pattern=source.pattern or "",
+        charset=_charset(result),
+    )
     if not advisories:
         before = _links_before(state)
         if before:
@@ -131,8 +145,13 @@ async def poll_page(source: SourceConfig, fetcher: Fetcher, state: FeedState) ->
                 f"the pattern matched {before} links before and matches none now (page layout changed?)"
             )
         raise SourceError("the pattern matches no link on the page (check the pattern and the URL)")
-    return PollResult(source.name, tuple(advisories), etag=result.etag, last_modified=result.last_modified,
-                      cursor=json.dumps({"links": len(advisories)}))
+    return PollResult(
+        source.name,
+        tuple(advisories),
+        etag=result.etag,
+        last_modified=result.last_modified,
+        cursor=json.dumps({"links": len(advisories)}),
+    )
 
 
 def _links_before(state: FeedState) -> int:
