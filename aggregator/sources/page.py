@@ -70,8 +70,8 @@ def parse_page(
 ) -> list[Advisory]:
     """The links whose href or text matches `pattern` (case-insensitive), one Advisory each, in page order.
 
-    The href is matched as written, not made absolute: a pattern naming the maker would otherwise pick
-    every link on the maker's own site.
+    The href is matched as written and as the resolved path and query, never with the host: a pattern
+    naming the maker would otherwise pick every link on the maker's own site.
     """
     parser = _Links()
     parser.feed(_decode(body, charset))
@@ -83,9 +83,11 @@ def parse_page(
         if href.startswith("#") or href.lower().startswith(_SKIPPED_SCHEMES):
             continue
         absolute = urljoin(base, href)
-        if urlsplit(absolute).scheme not in ("http", "https"):
+        parts = urlsplit(absolute)
+        if parts.scheme not in ("http", "https"):
             continue
-        if not (wanted.search(href) or wanted.search(text)):
+        resolved = parts.path + (f"?{parts.query}" if parts.query else "")
+        if not (wanted.search(href) or wanted.search(resolved) or wanted.search(text)):
             continue
         entry_id = normalise_url(absolute)
         if entry_id in found and found[entry_id].title != entry_id:
