@@ -1,0 +1,1007 @@
+"""Which advisories concern which watched devices, and whether the configured firmware is affected. Pure.
+
+Advisories are messy: one manufacturer goes by many names (and by the names of companies it bought),
+model numbers come in lists ("Paradigm 522/722", "MMT-522 / MMT-722"), ranges ("MX400-MX850"),
+series ("Paradigm x12"), with variant suffixes that are different models ("754CM" is not "754"),
+and some products are named only as a family ("Alaris PC Unit"). The rules, in short:
+
+* The manufacturer must match: the product's vendor (or, for items without products, the text)
+  names the watched manufacturer, an alias of it, or a company it acquired (manufacturers.toml).
+* A model matches through a model number (exact, in a list, range or series), or by name: all the
+  watched model's words appear in the product, or the product is the family of the watched model
+  (its words are a subset of the watched model's) and names no other model number.
+* Generic words ("pump", "monitor", "system", "software") never make a match on their own.
+* Items without products (RSS, FDA recalls) are matched on title and summary the same way, with
+  a short look-around for family names so that "Alaris PC Unit 8015" does not match "Alaris 8000".
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from aggregator.identifiers import ADVISORY_ID_RE, CVE_RE, CWE_RE, RECALL_RE
+from aggregator.models import Advisory, Match, Product, SourceKind, WatchedDevice
+from aggregator.versions import evaluate, is_all_versions, looks_like_version
+
+# --- manufacturer aliases --------------------------------------------------------------------
+
+_CORPORATE = frozenset(
+    "inc incorporated ltd limited llc lp corp corporation co company ag gmbh sa se plc nv n v bv oy ab "
+    "spa srl kg kk pty group holdings the".split()
+)
+
+
+def _fold(text: str) -> str:
+    """Accents and mojibake ("YhtymÃ¤") folded away; case kept."""
+    if "Ã" in text or "Â" in text:
+        try:
+            text = text.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _name_key(text: str) -> str:
+    """A company name for comparison: "Becton, Dickinson and Company (BD)" → "becton dickinson and company bd"."""
+    text = _fold(text).casefold().replace("&", " and ")
+    text = re.sub(r"['’`]", "", text)
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
+
+
+def _core_key(key: str) -> str:
+    """A name key without corporate suffixes: "hamilton medical ag" → "hamilton medical"."""
+    return " ".join(w for w in key.split() if w not in _CORPORATE)
+
+
+def _contains_words(haystack: str, needle: str) -> bool:
+    """Whole-word containment of name keys."""
+    return bool(needle) and f" {needle} " in f" {haystack} "
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ManufacturerAliases:
+    """Canonical manufacturer names, the other names each goes by, and who acquired whom.
+
+    `names` maps a canonical name to every form it is published under (the canonical name first);
+    `parents` maps a canonical name to the canonical name of the company that acquired it.
+    """
+
+    names: Mapping[str, tuple[str, ...]]
+    parents: Mapping[str, str] = field(default_factory=dict)
+    _by_key: dict[str, str] = field(init=False, repr=False)
+    _pattern: re.Pattern[str] | None = field(init=False, repr=False)
+    _children: dict[str, tuple[str, ...]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_key: dict[str, str] = {}
+        for canonical, forms in self.names.items():
+            for form in (canonical, *forms):
+                key = _name_key(form)
+                if key:
+                    by_key.setdefault(key, canonical)
+        children: dict[str, list[str]] = {}
+        for child, parent in self.parents.items():
+            children.setdefault(parent, []).append(child)
+        keys = sorted(by_key, key=len, reverse=True)
+        pattern = re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, keys)) + r")(?![a-z0-9])") if keys else None
+        object.__setattr__(self, "_by_key", by_key)
+        object.__setattr__(self, "_pattern", pattern)
+        object.__setattr__(self, "_children", {p: tuple(c) for p, c in children.items()})
+
+    def canonical(self, name: str) -> str | None:
+        """The canonical name for a manufacturer as someone wrote it, or None when it is not listed."""
+        key = _name_key(name)
+        if key in self._by_key:
+            return self._by_key[key]
+        core = _core_key(key)
+        if core in self._by_key:
+            return self._by_key[core]
+        found = self._spans(key)
+        if found:  # "Abbott Diabetes Care Inc." → the longest listed name inside it
+            return max(found, key=lambda s: s[1] - s[0])[2]
+        return None
+
+    def find(self, text: str) -> frozenset[str]:
+        """Canonical names of every listed manufacturer named (as a whole word run) in `text`."""
+        return frozenset(c for _, _, c in self._spans(_name_key(text)))
+
+    def forms(self, canonical: str) -> tuple[str, ...]:
+        """Every form a canonical name is published under, the canonical name first."""
+        return (canonical, *self.names.get(canonical, ()))
+
+    def descendants(self, canonical: str) -> frozenset[str]:
+        """Companies `canonical` acquired, directly or through an acquisition."""
+        found: set[str] = set()
+        todo = list(self._children.get(canonical, ()))
+        while todo:
+            child = todo.pop()
+            if child not in found:
+                found.add(child)
+                todo.extend(self._children.get(child, ()))
+        return frozenset(found)
+
+    def ancestors(self, canonical: str) -> frozenset[str]:
+        """Companies that acquired `canonical`, nearest first in no particular order."""
+        found: set[str] = set()
+        current = self.parents.get(canonical)
+        while current and current not in found:
+            found.add(current)
+            current = self.parents.get(current)
+        return frozenset(found)
+
+    def _spans(self, key: str) -> list[tuple[int, int, str]]:
+        if self._pattern is None or not key:
+            return []
+        return [(m.start(), m.end(), self._by_key[m.group(0)]) for m in self._pattern.finditer(key)]
+
+
+def load_aliases(extra: Mapping[str, Sequence[str]] | None = None) -> ManufacturerAliases:
+    """The shipped alias table (aggregator/data/manufacturers.toml) plus the user's extra aliases.
+
+    `extra` maps a manufacturer to more names for it (the config's ``[aliases]`` table). A key naming
+    a listed company, by its canonical name or any alias, extends it; any other key adds a company.
+    """
+    text = resources.files("aggregator").joinpath("data/manufacturers.toml").read_text(encoding="utf-8")
+    data: dict[str, Any] = tomllib.loads(text)
+    names: dict[str, list[str]] = {}
+    parents: dict[str, str] = {}
+    for canonical, entry in data.get("manufacturer", {}).items():
+        names[canonical] = [str(a) for a in entry.get("aliases", [])]
+        if entry.get("parent"):
+            parents[canonical] = str(entry["parent"])
+    base = ManufacturerAliases({c: tuple(f) for c, f in names.items()}, parents)
+    for name, forms in (extra or {}).items():
+        target = name
+        if name not in names and _name_key(name) in base._by_key:
+            target = base._by_key[_name_key(name)]  # "BD" = [...] extends Becton, Dickinson and Company
+        names.setdefault(target, [])
+        names[target].extend(f for f in (name, *forms) if f != target)
+    return ManufacturerAliases({c: tuple(dict.fromkeys(f)) for c, f in names.items()}, parents)
+
+
+def manufacturers_of(advisory: Advisory, aliases: ManufacturerAliases) -> frozenset[str]:
+    """Canonical names of the manufacturers an advisory concerns, with the companies that acquired them.
+
+    Vendors not in the alias table are returned as published (corporate suffixes dropped). Items
+    without products and vendor contribute the listed manufacturers their title names.
+    """
+    found: set[str] = set()
+    vendors = [p.vendor for p in advisory.products if p.vendor.strip()]
+    if advisory.manufacturer:
+        vendors.append(advisory.manufacturer)
+    for vendor in vendors:
+        listed = aliases.find(vendor)
+        if listed:
+            found.update(listed)
+        elif _core_key(_name_key(vendor)):
+            found.add(_display_core(vendor))
+    if not vendors:
+        found.update(aliases.find(advisory.title))
+        for product in advisory.products:
+            found.update(aliases.find(product.name[:300]))
+    for canonical in list(found):
+        found.update(aliases.ancestors(canonical))
+    return frozenset(found)
+
+
+def _display_core(vendor: str) -> str:
+    words = re.sub(r"[(),.]+", " ", _fold(vendor)).split()
+    kept = [w for w in words if w.casefold() not in _CORPORATE]
+    return " ".join(kept) or vendor.strip()
+
+
+# --- model tokens ----------------------------------------------------------------------------
+
+_WORD, _ID, _VER = 0, 1, 2
+
+_GENERIC = frozenset(
+    """
+    A AN THE AND OR WITH WITHOUT FOR OF ALL ONLY INCLUDING INCLUDES NOT NEW OTHER USED USE TO IN ON BY AT FROM
+    AS IS ARE BE BEEN MAY CAN THAT THIS THESE THOSE ITS IT NO NUMBER TYPE EDITION GENERATION VIA PER
+    PUMP PUMPS MONITOR MONITORS MONITORING SYSTEM SYSTEMS SERIES SOFTWARE DEVICE DEVICES UNIT UNITS MODEL MODELS
+    VERSION VERSIONS MODULE MODULES CONTROLLER CONTROLLERS REMOTE PROGRAMMER PROGRAMMERS STATION STATIONS
+    SERVER SERVERS APPLICATION APPLICATIONS APP APPS MOBILE ANDROID IOS WEB CLOUD PRODUCT PRODUCTS FAMILY
+    FAMILIES PLATFORM PLATFORMS FIRMWARE HARDWARE KIT KITS HANDHELD PATIENT PATIENTS MEDICAL INFUSION INSULIN
+    SYRINGE WIRELESS WIFI WI FI WLAN LAN NETWORK NETWORKED HUB READER READERS TRANSMITTER TRANSMITTERS RECEIVER
+    RECEIVERS VENTILATOR VENTILATORS BED BEDS SCANNER SCANNERS IMAGING ULTRASOUND DEFIBRILLATOR DEFIBRILLATORS
+    PACEMAKER PACEMAKERS ANALYZER ANALYZERS VIEWER VIEWERS SOLUTION SOLUTIONS SUITE TOOL TOOLS SERVICE SERVICES
+    UTILITY DATA DATABASE MANAGEMENT HEALTHCARE HEALTH DIABETES BLOOD GLUCOSE METER METERS SENSOR SENSORS
+    INC LTD CORP CO LLC AG GMBH US USA UNITED STATES OUTSIDE AFFECTED VULNERABILITY VULNERABILITIES UPDATE
+    RECALL RECALLS RECALLED CORRECTION ISSUES ISSUE DUE RISK RISKS POTENTIAL CERTAIN CYBERSECURITY SECURITY
+    FDA CLASS MODELS TECHNOLOGY TECHNOLOGIES COMPUTER WORKSTATION WORKSTATIONS EQUIPMENT INSTRUMENT
+    INSTRUMENTS MACHINE MACHINES SET SETS TERMINAL ACCESSORY ACCESSORIES COMPONENT COMPONENTS OPTION
+    """.split()
+)
+# A family word's phrase ends at these in running text: "Paradigm and 508 MiniMed pumps" is two products.
+_PHRASE_STOP = frozenset("AND OR WITH WITHOUT USED FOR TO BY FROM DUE THAT WHICH WHEN IF BUT NOR VIA".split())
+_STRONG_BOUNDARY = re.compile(r"[.;:|\n!?]")
+_RUN_RE = re.compile(r"[A-Za-z0-9]+")
+_OPTIONAL_SUFFIX_RE = re.compile(r"\(([A-Za-z]{1,2})\)")
+_SERIES_X_RE = re.compile(r"^x(\d{1,3})$")  # "Paradigm x12": 512, 712 (lower-case x only; X2 is a model)
+_SERIES_MID_RE = re.compile(r"^(\d+)x(\d+)$")  # "IGS 5x0"
+_MONTH = (
+    r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
+    r"jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.?"
+)
+_NOISE_RE = re.compile(
+    "|".join(
+        (
+            ADVISORY_ID_RE.pattern,
+            CVE_RE.pattern,
+            CWE_RE.pattern,
+            RECALL_RE.pattern,
+            rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b",
+            rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}\s+\d{{4}}\b",
+            rf"\b{_MONTH}\s+\d{{4}}\b",
+            r"\b\d{4}-\d{2}-\d{2}\b",
+            r"\b\d{1,2}/\d{1,2}/\d{2,4}\b",
+            r"\b\d{1,3}(?:,\d{3})+\b",
+            r"\bCVSS\s*v?\d(?:\.\d)?\s*(?:base\s+score)?\s*:?\s*\d+(?:\.\d)?",
+            r"\bvers:\S+",
+        )
+    ),
+    re.IGNORECASE,
+)
+# CISA section numbers ("1. EXECUTIVE SUMMARY", "3.1 AFFECTED PRODUCTS") are not model numbers
+_SECTION_NUMBER_RE = re.compile(r"^[ \t]*(?:\d+\.(?:\d+\.?)*)(?=[ \t]+[A-Z])", re.MULTILINE)
+
+
+@dataclass(slots=True)
+class _Tok:
+    """One word, model id or version-like run of a product name or text."""
+
+    kind: int
+    norm: str  # upper-case word, or the id's prefix+core ("MMT522", "508")
+    surface: str
+    start: int
+    end: int
+    sep: str = ""  # the characters before this token
+    prefix: str = ""
+    core: str = ""
+    lo: int | None = None  # a range "MX400-MX850": prefix MX, 400..850
+    hi: int | None = None
+    series: re.Pattern[str] | None = None
+    prev_word: str = ""  # a short code before a bare number: "MX 40"
+    variants: tuple[str, ...] = ()  # "523(K)": also 523K
+    mfr: bool = False
+    in_version: bool = False
+
+    def cores(self) -> tuple[str, ...]:
+        return (self.core, *self.variants)
+
+
+def _is_dotted(text: str, start: int, end: int) -> bool:
+    """Part of a dotted version such as 2.4A, 8.2.2, 3.0T or 5.x."""
+    before = text[start - 2 : start] if start >= 2 else ""
+    after = text[end : end + 2]
+    run_has_digit = any(c.isdigit() for c in text[start:end])
+    if len(before) == 2 and before[1] == "." and before[0].isdigit() and (run_has_digit or text[start] in "xX"):
+        return True
+    return len(after) == 2 and after[0] == "." and run_has_digit and (after[1].isdigit() or after[1] in "xX")
+
+
+def _clean_text(text: str) -> str:
+    """Folded text with ids, CVEs, dates and counts blanked out (same length, so offsets still hold)."""
+    text = _fold(text).replace("™", " ").replace("®", " ").replace("©", " ")
+    text = _SECTION_NUMBER_RE.sub(lambda m: ";" + " " * (len(m.group(0)) - 1), text)
+    return _NOISE_RE.sub(lambda m: ";" + " " * (len(m.group(0)) - 1), text)
+
+
+@lru_cache(maxsize=16384)
+def _tokenize(text: str) -> tuple[_Tok, ...]:
+    """Words and model ids of `text` with lists, ranges, series and optional suffixes expanded."""
+    clean = _clean_text(text)
+    tokens: list[_Tok] = []
+    last_end = 0
+    for m in _RUN_RE.finditer(clean):
+        run, start, end = m.group(0), m.start(), m.end()
+        sep = clean[last_end:start]
+        last_end = end
+        tokens.extend(_run_tokens(clean, run, start, end, sep, tokens))
+    return tuple(_link_ids(clean, tokens))
+
+
+def _run_tokens(text: str, run: str, start: int, end: int, sep: str, previous: list[_Tok]) -> list[_Tok]:
+    if _is_dotted(text, start, end) or re.fullmatch(r"v\d+", run):
+        return [_Tok(_VER, run.upper(), run, start, end, sep)]
+    series = _series(run)
+    if series is not None:
+        return [_Tok(_ID, run.upper(), run, start, end, sep, core=run.upper(), series=series)]
+    if not any(c.isdigit() for c in run):
+        return [_Tok(_WORD, run.upper(), run, start, end, sep)]
+    split = re.match(r"^([A-Za-z]+)(\d.*)$", run)
+    if split and len(split.group(1)) > 4:  # "Minimed508": a name then a number
+        word_end = start + len(split.group(1))
+        word = _Tok(_WORD, split.group(1).upper(), split.group(1), start, word_end, sep)
+        return [word, _id_tok(text, split.group(2), word_end, end, "", "")]
+    if split:  # "MX40", "EX1150", "T1", "CMS8000"
+        return [_id_tok(text, split.group(2), start, end, sep, split.group(1).upper(), surface=run)]
+    prefix = ""
+    prev = previous[-1] if previous else None
+    if (
+        prev is not None
+        and prev.kind == _WORD
+        and sep == "-"
+        and len(prev.surface) <= 4
+        and prev.surface.isupper()
+    ):  # "MMT-522", "CNS-6201": the code before the hyphen is part of the model number
+        prefix = prev.norm
+        previous.pop()
+        return [_id_tok(text, run, prev.start, end, prev.sep, prefix, surface=f"{prev.surface}-{run}")]
+    tok = _id_tok(text, run, start, end, sep, prefix)
+    if prev is not None and prev.kind == _WORD and sep == " " and len(prev.surface) <= 3 and prev.surface.isupper():
+        tok.prev_word = prev.norm  # "MX 40"
+    return [tok]
+
+
+def _id_tok(text: str, core: str, start: int, end: int, sep: str, prefix: str, surface: str = "") -> _Tok:
+    core = core.upper()
+    variants: tuple[str, ...] = ()
+    optional = _OPTIONAL_SUFFIX_RE.match(text, end)
+    if optional:  # "MMT-523(K)": the plain and the K model
+        variants = (core + optional.group(1).upper(),)
+    return _Tok(_ID, prefix + core, surface or text[start:end], start, end, sep, prefix, core, variants=variants)
+
+
+def _series(run: str) -> re.Pattern[str] | None:
+    m = _SERIES_X_RE.match(run)
+    if m:
+        return re.compile(rf"^\d{m.group(1)}$")
+    m = _SERIES_MID_RE.match(run)
+    if m:
+        return re.compile(rf"^{m.group(1)}\d{m.group(2)}$")
+    return None
+
+
+def _link_ids(text: str, tokens: list[_Tok]) -> list[_Tok]:
+    """Slash lists inherit a prefix ("MX800/700") or leading digits ("865240/41"); "A-B" becomes a range."""
+    out: list[_Tok] = []
+    for tok in tokens:
+        prev = out[-1] if out else None
+        if tok.kind == _ID and prev is not None and prev.kind == _ID and tok.series is None and prev.series is None:
+            sep = tok.sep.strip()
+            if sep == "/" and not tok.prefix:
+                _inherit(prev, tok)
+            elif sep in ("-", "–") and prev.lo is None and _can_range(prev, tok):
+                prev.lo, prev.hi = int(prev.core), int(tok.core)
+                prev.end, prev.surface = tok.end, text[prev.start : tok.end]
+                continue
+        out.append(tok)
+    return out
+
+
+def _inherit(prev: _Tok, tok: _Tok) -> None:
+    prev_digits = re.match(r"\d+", prev.core)
+    tok_digits = re.match(r"\d+", tok.core)
+    if prev_digits and tok_digits and len(tok_digits.group(0)) < len(prev_digits.group(0)):
+        head = prev_digits.group(0)[: len(prev_digits.group(0)) - len(tok_digits.group(0))]
+        tok.core = head + tok.core  # "M8001A/2A" → M8002A
+    tok.prefix = prev.prefix
+    tok.norm = tok.prefix + tok.core
+
+
+def _can_range(prev: _Tok, tok: _Tok) -> bool:
+    if not (prev.core.isdigit() and tok.core.isdigit()):
+        return False
+    if tok.prefix and tok.prefix != prev.prefix:
+        return False
+    return int(prev.core) < int(tok.core)
+
+
+def model_tokens(text: str) -> frozenset[str]:
+    """Normalised model numbers in free text, for fuzzy comparison of two items.
+
+    "MMT-522 / MMT-722" → {"MMT522", "522", "MMT722", "722"}; "MX400-MX850" → {"MX400-850"};
+    "Paradigm x12" → {"X12"}. Numbers of one or two digits without a prefix are left out.
+    """
+    found: set[str] = set()
+    for tok in _tokenize(text):
+        if tok.kind != _ID:
+            continue
+        if tok.lo is not None:
+            found.add(f"{tok.prefix}{tok.lo}-{tok.hi}")
+            continue
+        for core in tok.cores():
+            if tok.prefix:
+                found.add(tok.prefix + core)
+            digits = re.match(r"\d+", core)
+            if digits and len(digits.group(0)) >= 3 or (not tok.prefix and re.search(r"[A-Z]", core)):
+                found.add(core)
+    return frozenset(found)
+
+
+# --- compiled devices and products -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _WatchId:
+    prefix: str
+    core: str
+    surface: str
+    word_before: str  # the watched model's word right before the number ("CARTO" in "CARTO 3")
+
+    @property
+    def strength(self) -> int:
+        """2: a prefixed number anyone would recognise; 1: a bare number of 3+ digits; 0: short."""
+        if self.prefix and len(self.prefix + self.core) >= 4:
+            return 2
+        digits = re.match(r"\d+", self.core)
+        return 1 if digits and len(digits.group(0)) >= 3 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Phrase:
+    text: str
+    ids: tuple[_WatchId, ...]
+    words: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Device:
+    device: WatchedDevice
+    canonical: str | None
+    accept: frozenset[str]  # vendor canonicals that count as this manufacturer
+    ancestors: frozenset[str]  # vendors that count only when the advisory names the manufacturer
+    key: str  # the watched manufacturer's name key (for manufacturers not in the table)
+    mfr_forms: tuple[tuple[str, ...], ...]  # word runs that name the manufacturer in model text
+    phrases: tuple[_Phrase, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _ProductInfo:
+    product: Product
+    vendor: frozenset[str]  # canonicals the vendor field names
+    vendor_key: str
+    ids: tuple[_Tok, ...]
+    words: frozenset[str]  # distinctive words
+    version_models: bool  # the version field names models ("MMT-523 / MMT-723 Paradigm Revel")
+    text_like: bool  # a long description (openFDA): matched like running text
+
+
+def _form_words(forms: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    runs: set[tuple[str, ...]] = set()
+    for form in forms:
+        words = tuple(w.upper() for w in _name_key(form).split())
+        if words:
+            runs.add(words)
+            if len(words[0]) >= 4 and words[0].lower() not in _CORPORATE:
+                runs.add(words[:1])  # "Hamilton" of "Hamilton Medical"
+    return tuple(sorted(runs, key=len, reverse=True))
+
+
+def _mark_mfr(tokens: Sequence[_Tok], forms: tuple[tuple[str, ...], ...]) -> None:
+    words = [(i, t.norm) for i, t in enumerate(tokens) if t.kind == _WORD]
+    for form in forms:
+        n = len(form)
+        for j in range(len(words) - n + 1):
+            if tuple(w for _, w in words[j : j + n]) == form:
+                for i, _ in words[j : j + n]:
+                    tokens[i].mfr = True
+
+
+def _distinctive(tokens: Sequence[_Tok]) -> frozenset[str]:
+    words = {t.norm for t in tokens if t.kind == _WORD and not t.mfr and t.norm not in _GENERIC and len(t.norm) > 1}
+    if not words and not any(t.kind == _ID for t in tokens):
+        # a product named after its maker ("OpenClinic GA"): its maker's words are all there is
+        words = {t.norm for t in tokens if t.kind == _WORD and t.norm not in _GENERIC and len(t.norm) > 1}
+    return frozenset(words)
+
+
+def _family_forms(aliases: ManufacturerAliases, canonicals: Iterable[str], raw: Iterable[str]) -> list[str]:
+    forms: list[str] = list(raw)
+    for canonical in canonicals:
+        forms.extend(aliases.forms(canonical))
+    return forms
+
+
+@lru_cache(maxsize=4096)
+def _compile_device(device: WatchedDevice, aliases: ManufacturerAliases) -> _Device:
+    canonical = aliases.canonical(device.manufacturer)
+    accept = frozenset({canonical} | aliases.descendants(canonical)) if canonical else frozenset()
+    ancestors = aliases.ancestors(canonical) if canonical else frozenset()
+    key = _name_key(device.manufacturer)
+    mfr_forms = _form_words(_family_forms(aliases, accept | ancestors, [device.manufacturer]))
+    phrases = []
+    for model in device.models:
+        tokens = [_copy(t) for t in _tokenize(model)]
+        _mark_mfr(tokens, mfr_forms)
+        ids = tuple(_watch_ids(tokens))
+        phrases.append(_Phrase(model, ids, _distinctive(tokens)))
+    return _Device(device, canonical, accept, ancestors, key, mfr_forms, tuple(phrases))
+
+
+def _copy(tok: _Tok) -> _Tok:
+    return replace(tok)
+
+
+def _watch_ids(tokens: Sequence[_Tok]) -> Iterable[_WatchId]:
+    word_before = ""
+    for tok in tokens:
+        if tok.kind == _WORD and not tok.mfr:
+            word_before = tok.norm
+        if tok.kind != _ID:
+            continue
+        if tok.lo is not None and tok.hi is not None and tok.hi - tok.lo <= 50:
+            for n in range(tok.lo, tok.hi + 1):  # someone watching "MX400-MX450" watches each of them
+                yield _WatchId(tok.prefix, str(n), f"{tok.prefix}{n}", word_before)
+            continue
+        for core in tok.cores():
+            prefix = tok.prefix or tok.prev_word
+            yield _WatchId(prefix, core, tok.surface, word_before)
+
+
+_VERSION_MODELS_RE = re.compile(r"^\s*\d{3,}[A-Z]?(?:\s*(?:\||,|/|\band\b)\s*\d{3,}[A-Z]?)*\s*$", re.IGNORECASE)
+
+
+def _version_names_models(version: str) -> bool:
+    """A version field that holds model names or numbers instead of versions ("24950 | 24952")."""
+    if not version.strip() or is_all_versions(version):
+        return False
+    return bool(_VERSION_MODELS_RE.match(version)) or not looks_like_version(version)
+
+
+def _compile_product(product: Product, aliases: ManufacturerAliases) -> _ProductInfo:
+    vendor = aliases.find(product.vendor) if product.vendor else frozenset()
+    vendor_key = _name_key(product.vendor)
+    forms = _form_words(_family_forms(aliases, vendor | _all_related(aliases, vendor), [product.vendor]))
+    name_tokens = [_copy(t) for t in _tokenize(product.name)]
+    version_models = _version_names_models(product.version)
+    version_tokens: list[_Tok] = []
+    if version_models:
+        version_tokens = [_copy(t) for t in _tokenize(product.version)]
+        for t in version_tokens:
+            t.in_version = True
+    else:
+        version_tokens = [_copy(t) for t in _model_tail(product.version)]
+    tokens = name_tokens + version_tokens
+    _mark_mfr(tokens, forms)
+    ids = tuple(t for t in tokens if t.kind == _ID)
+    text_like = sum(1 for t in name_tokens if t.kind in (_WORD, _ID)) > 14
+    return _ProductInfo(product, vendor, vendor_key, ids, _distinctive(tokens), version_models, text_like)
+
+
+def _model_tail(version: str) -> list[_Tok]:
+    """ "9.x model 35700BAX3": the model named after a version."""
+    m = re.search(r"\bmodel\s+(.+)$", version, re.IGNORECASE)
+    if not m:
+        return []
+    tokens = [_copy(t) for t in _tokenize(m.group(1))]
+    for t in tokens:
+        t.in_version = True
+    return tokens
+
+
+def _all_related(aliases: ManufacturerAliases, canonicals: Iterable[str]) -> set[str]:
+    related: set[str] = set()
+    for canonical in canonicals:
+        related |= aliases.descendants(canonical) | aliases.ancestors(canonical)
+    return related
+
+
+# --- model matching --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """How one watched model phrase matched one product or text."""
+
+    kind: str  # "model": a model number; "name": every watched word; "family": the product family
+    phrase: _Phrase
+    token: str  # what matched, as the advisory wrote it
+    in_version: bool = False
+    position: int = -1  # offset in running text (for finding the version nearby)
+
+
+def _id_matches(tok: _Tok, wid: _WatchId) -> bool:
+    if tok.series is not None:
+        return not wid.prefix and bool(tok.series.match(wid.core))
+    if tok.lo is not None and tok.hi is not None:
+        return _prefix_ok(tok.prefix, wid, strict=True) and wid.core.isdigit() and tok.lo <= int(wid.core) <= tok.hi
+    if wid.core not in tok.cores():
+        return False
+    return _prefix_ok(tok.prefix or tok.prev_word, wid, strict=False)
+
+
+def _prefix_ok(prefix: str, wid: _WatchId, *, strict: bool) -> bool:
+    if prefix == wid.prefix:
+        return True
+    if strict or (prefix and wid.prefix):
+        return False
+    # "MMT-508" and "MiniMed 508" are one model; "T1" and "1" are not
+    digits = re.match(r"\d+", wid.core)
+    return bool(digits) and len(digits.group(0)) >= 3
+
+
+def _match_product(phrase: _Phrase, info: _ProductInfo) -> _Hit | None:
+    for wid in phrase.ids:
+        for tok in info.ids:
+            if _id_matches(tok, wid) and _corroborated(wid, phrase, info.words):
+                return _Hit("model", phrase, tok.surface, tok.in_version)
+    if not phrase.ids and phrase.words and phrase.words <= info.words:
+        return _Hit("name", phrase, phrase.text)
+    if info.words and info.words <= phrase.words and not info.ids:
+        return _Hit("family", phrase, info.product.name)
+    return None
+
+
+def _corroborated(wid: _WatchId, phrase: _Phrase, words: frozenset[str]) -> bool:
+    """A bare number alone is weak: the product must share a word with the watched model, or have none."""
+    if wid.strength == 2 or not phrase.words or not words:
+        return True
+    return bool(phrase.words & words)
+
+
+# --- matching running text (RSS items, recalls, long descriptions) -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    text: str
+    tokens: tuple[_Tok, ...]
+    words: frozenset[str]
+
+
+def _compile_text(text: str, forms: tuple[tuple[str, ...], ...]) -> _Text:
+    tokens = [_copy(t) for t in _tokenize(text)]
+    _mark_mfr(tokens, forms)
+    words = frozenset(t.norm for t in tokens if t.kind == _WORD and not t.mfr)
+    return _Text(text, tuple(tokens), words)
+
+
+def _match_text(phrase: _Phrase, text: _Text) -> _Hit | None:
+    tokens = text.tokens
+    for i, tok in enumerate(tokens):
+        if tok.kind != _ID:
+            continue
+        for wid in phrase.ids:
+            if _id_matches(tok, wid) and _text_corroborated(wid, phrase, tokens, i, text.words):
+                return _Hit("model", phrase, tok.surface, position=tok.end)
+    if not phrase.words:
+        return None
+    if not phrase.ids:
+        if phrase.words <= text.words:
+            first = next(t for t in tokens if t.kind == _WORD and t.norm in phrase.words)
+            return _Hit("name", phrase, phrase.text, position=first.end)
+        return None
+    return _family_in_text(phrase, tokens)
+
+
+def _text_corroborated(wid: _WatchId, phrase: _Phrase, tokens: Sequence[_Tok], i: int, words: frozenset[str]) -> bool:
+    if wid.strength == 2:
+        return True
+    if wid.strength == 1:
+        return not phrase.words or bool(phrase.words & words)
+    # a short number ("CARTO 3", "T1") counts only right after the watched model's own word
+    for back in range(i - 1, max(-1, i - 4), -1):
+        tok = tokens[back]
+        if tok.kind == _WORD and (tok.norm in phrase.words or tok.norm == wid.word_before):
+            return True
+        if _STRONG_BOUNDARY.search(tokens[back + 1].sep):
+            break
+    return not phrase.words and not wid.word_before and bool(wid.prefix)
+
+
+def _family_in_text(phrase: _Phrase, tokens: Sequence[_Tok]) -> _Hit | None:
+    """A family name in text ("the MiniMed Paradigm family") concerns the watched model unless a
+    model number right next to it names another model ("Alaris PC Unit 8015")."""
+    family_at = -1
+    for i, tok in enumerate(tokens):
+        if tok.kind != _WORD or tok.mfr or tok.norm not in phrase.words:
+            continue
+        verdict = _occurrence(phrase, tokens, i)
+        if verdict == "conflict":
+            return None
+        if verdict == "family" and family_at < 0:
+            family_at = i
+    if family_at < 0:
+        return None
+    return _Hit("family", phrase, tokens[family_at].surface, position=tokens[family_at].end)
+
+
+def _occurrence(phrase: _Phrase, tokens: Sequence[_Tok], i: int) -> str:
+    if i > 0 and tokens[i - 1].kind == _ID and not _STRONG_BOUNDARY.search(tokens[i].sep):
+        return "conflict"  # "9790 CareLink": another model number right before the name
+    for j in range(i + 1, min(len(tokens), i + 7)):
+        tok = tokens[j]
+        if _STRONG_BOUNDARY.search(tok.sep):
+            break
+        if tok.kind == _ID:
+            return "conflict"
+        if tok.kind != _WORD or tok.mfr or tok.norm in phrase.words:
+            continue
+        if tok.norm in _PHRASE_STOP:
+            break
+        if tok.norm not in _GENERIC and len(tok.norm) > 1:
+            return "other"  # "Alaris Gateway Workstation": a different product of the family
+    return "family"
+
+
+# --- manufacturer matching -------------------------------------------------------------------
+
+
+def _vendor_matches(dev: _Device, vendor: frozenset[str], vendor_key: str, named: frozenset[str], medical: bool) -> bool:
+    """Does a vendor field name the watched manufacturer (or a company it bought)?"""
+    if vendor & dev.accept:
+        return True
+    core = _core_key(dev.key)
+    vendor_core = _core_key(vendor_key)
+    if core and _contains_words(vendor_key, core):
+        return True
+    parent_like = bool(vendor & dev.ancestors) or bool(vendor_core and _contains_words(dev.key, vendor_core))
+    # the vendor is the parent ("Baxter" for a Welch Allyn device): only when the advisory names the
+    # acquired company too, or is a medical advisory where the parent's name stands for its devices
+    return parent_like and (medical or bool(named & dev.accept) or _contains_words(_name_key(" ".join(named)), core))
+
+
+def _text_names_manufacturer(dev: _Device, found: frozenset[str], text_key: str) -> bool:
+    if found & dev.accept:
+        return True
+    core = _core_key(dev.key)
+    return bool(core) and _contains_words(text_key, core)
+
+
+# --- versions --------------------------------------------------------------------------------
+
+_VTOK = r"v?\d+(?:[.\-_]\w+)*"
+_TEXT_VERSION_RE = re.compile(
+    r"vers:\S+"
+    r"|\ball\s+(?:software\s+|firmware\s+)?versions\b"
+    rf"|(?:(?:software|firmware)\s+)?versions?\s+(?:prior\s+to|before|up\s+to)\s+(?:version\s+)?{_VTOK}"
+    rf"|(?:(?:software|firmware)\s+)?versions?\s+{_VTOK}(?:\s*\([^)]*\))?"
+    r"(?:\s+(?:and|or)\s+(?:prior|earlier|lower|below|older|before|later|higher|newer|above))?"
+    rf"|\b(?:prior\s+to|before)\s+(?:version\s+)?{_VTOK}"
+    rf"|(?:<=|>=|<|>|=)\s*{_VTOK}"
+    rf"|\b{_VTOK}\s+(?:and|or)\s+(?:prior|earlier|lower|below|older)\b",
+    re.IGNORECASE,
+)
+_SEGMENT_END_RE = re.compile(r"[;|\n]|\.\s")
+_SECTION_RE = re.compile(r"AFFECTED PRODUCTS(.*?)(?:\n\s*\d+(?:\.\d+)*\s+[A-Z]|\Z)", re.DOTALL)
+_NOT_AFFECTED = frozenset({"fixed", "first_fixed", "known_not_affected", "recommended", "last_fixed"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    affected: bool | None
+    words: str  # the verdict in plain words, with the advisory's own expression
+
+
+def _verdict(firmware: str | None, expression: str, *, models_only: bool = False) -> _Verdict:
+    fw = (firmware or "").strip() or None
+    if models_only or is_all_versions(expression):
+        shown = f' ("{expression.strip()}")' if expression.strip() else ""
+        return _Verdict(True, f"all versions are affected{shown}")
+    got = evaluate(fw, expression)
+    quoted = f'"{expression.strip()}"'
+    if got is True:
+        return _Verdict(True, f"firmware {fw} is within {quoted} (affected)")
+    if got is False:
+        return _Verdict(False, f"firmware {fw} is outside {quoted} (not affected)")
+    if fw is None:
+        return _Verdict(None, f"affected versions {quoted}; no firmware configured (undecided)")
+    return _Verdict(None, f"cannot tell whether firmware {fw} falls in {quoted} (undecided)")
+
+
+def _fixed_verdict(firmware: str | None, expression: str, status: str) -> _Verdict:
+    fw = (firmware or "").strip() or None
+    label = status.replace("_", " ")
+    if fw and evaluate(fw, expression):
+        return _Verdict(False, f'the advisory lists "{expression.strip()}" as {label}; firmware {fw} is (not affected)')
+    return _Verdict(None, f'the advisory lists "{expression.strip()}" as {label} (check your version; undecided)')
+
+
+def _text_verdict(firmware: str | None, text: str, position: int) -> _Verdict:
+    """The version an item's text gives for the matched model: the nearest phrase after it, else the
+    one version phrase of a CISA-style "AFFECTED PRODUCTS" section."""
+    if position >= 0:
+        end_match = _SEGMENT_END_RE.search(text, position)
+        segment = text[position : end_match.start() if end_match else len(text)]
+        found = _TEXT_VERSION_RE.search(segment)
+        if found:
+            return _verdict(firmware, found.group(0))
+    section = _SECTION_RE.search(text)
+    if section:
+        phrases = {m.group(0).strip() for m in _TEXT_VERSION_RE.finditer(section.group(1))}
+        if len(phrases) == 1:
+            return _verdict(firmware, phrases.pop())
+    return _Verdict(None, "the advisory gives no version range (undecided)")
+
+
+# --- putting it together ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    hit: _Hit
+    product: Product | None
+    verdict: _Verdict
+    affected_status: bool  # False for products listed as fixed / not affected
+
+
+@dataclass(slots=True)
+class _CompiledAdvisory:
+    advisory: Advisory
+    products: tuple[_ProductInfo, ...]
+    informative: bool
+    medical: bool
+    named: frozenset[str]  # listed manufacturers the title/summary/products name
+    text_key: str
+    _texts: dict[tuple[tuple[str, ...], ...], _Text] = field(default_factory=dict)
+
+    def text(self, forms: tuple[tuple[str, ...], ...]) -> _Text:
+        got = self._texts.get(forms)
+        if got is None:
+            got = self._texts[forms] = _compile_text(_advisory_text(self.advisory), forms)
+        return got
+
+
+def _advisory_text(advisory: Advisory) -> str:
+    return f"{advisory.title}\n{advisory.summary}"
+
+
+def _compile_advisory(advisory: Advisory, aliases: ManufacturerAliases) -> _CompiledAdvisory:
+    products = tuple(_compile_product(p, aliases) for p in advisory.products)
+    informative = any(p.ids or p.words for p in products)
+    medical = (advisory.advisory_id or "").upper().startswith("ICSMA") or advisory.kind == SourceKind.OPENFDA
+    context = " ".join([advisory.title, advisory.summary[:2000], *(p.name for p in advisory.products)])
+    return _CompiledAdvisory(
+        advisory, products, informative, medical, aliases.find(context), _name_key(advisory.title + " " + advisory.summary)
+    )
+
+
+def match_advisory(advisory: Advisory, devices: Sequence[WatchedDevice], aliases: ManufacturerAliases) -> list[Match]:
+    """Every watched device this advisory concerns, with `affected` and a one-sentence reason."""
+    compiled = _compile_advisory(advisory, aliases)
+    matches: list[Match] = []
+    for device in devices:
+        match = _match_device(compiled, _compile_device(device, aliases), aliases)
+        if match is not None:
+            matches.append(match)
+    return matches
+
+
+def match_all(
+    advisories: Iterable[Advisory], devices: Sequence[WatchedDevice], aliases: ManufacturerAliases
+) -> list[Match]:
+    """`match_advisory` over many advisories, in advisory order."""
+    matches: list[Match] = []
+    for advisory in advisories:
+        matches.extend(match_advisory(advisory, devices, aliases))
+    return matches
+
+
+def _match_device(adv: _CompiledAdvisory, dev: _Device, aliases: ManufacturerAliases) -> Match | None:
+    found: list[_Found] = []
+    mfr_note = ""
+    if adv.informative:
+        for info in adv.products:
+            if not _vendor_matches(dev, info.vendor, info.vendor_key, adv.named, adv.medical):
+                continue
+            hit = _best_product_hit(dev, info, adv, aliases)
+            if hit is not None:
+                found.append(hit)
+                mfr_note = mfr_note or f'vendor "{info.product.vendor}"'
+    else:
+        vendor_text = adv.advisory.manufacturer or ""
+        text_hit = _text_match(adv, dev, vendor_text, aliases)
+        if text_hit is not None:
+            found.append(text_hit[0])
+            mfr_note = text_hit[1]
+    if not found:
+        return None
+    return _build_match(adv.advisory, dev, found, mfr_note)
+
+
+def _best_product_hit(
+    dev: _Device, info: _ProductInfo, adv: _CompiledAdvisory, aliases: ManufacturerAliases
+) -> _Found | None:
+    if info.text_like:
+        text = _compile_text(f"{info.product.name}\n{adv.advisory.title}", dev.mfr_forms)
+        for phrase in dev.phrases:
+            hit = _match_text(phrase, text)
+            if hit is not None:
+                verdict = _verdict_for(dev, info.product, hit, info.version_models)
+                if not info.product.version.strip():
+                    verdict = _text_verdict(dev.device.firmware, text.text, hit.position)
+                return _Found(hit, info.product, verdict, info.product.status not in _NOT_AFFECTED)
+        return None
+    best: _Hit | None = None
+    for phrase in dev.phrases:
+        hit = _match_product(phrase, info)
+        if hit is not None and (best is None or _rank(hit) < _rank(best)):
+            best = hit
+    if best is None:
+        return None
+    verdict = _verdict_for(dev, info.product, best, info.version_models)
+    return _Found(best, info.product, verdict, info.product.status not in _NOT_AFFECTED)
+
+
+def _rank(hit: _Hit) -> int:
+    return {"model": 0, "name": 1, "family": 2}[hit.kind]
+
+
+def _verdict_for(dev: _Device, product: Product, hit: _Hit, version_models: bool) -> _Verdict:
+    firmware = dev.device.firmware
+    if product.status in _NOT_AFFECTED:
+        return _fixed_verdict(firmware, product.version, product.status)
+    if product.status == "under_investigation":
+        return _Verdict(None, f'the vendor is still investigating "{product.version.strip() or product.name}" (undecided)')
+    if version_models:
+        return _verdict(firmware, product.version, models_only=True)
+    return _verdict(firmware, product.version)
+
+
+def _text_match(
+    adv: _CompiledAdvisory, dev: _Device, vendor_text: str, aliases: ManufacturerAliases
+) -> tuple[_Found, str] | None:
+    if vendor_text:
+        vendor = aliases.find(vendor_text)
+        if not _vendor_matches(dev, vendor, _name_key(vendor_text), adv.named, adv.medical):
+            return None
+        note = f'vendor "{vendor_text.strip()}"'
+    else:
+        if not _text_names_manufacturer(dev, adv.named, adv.text_key):
+            return None
+        shown = sorted(adv.named & dev.accept) or [dev.device.manufacturer]
+        note = f'named as "{shown[0]}" in the text'
+    text = adv.text(dev.mfr_forms)
+    for phrase in dev.phrases:
+        hit = _match_text(phrase, text)
+        if hit is not None:
+            verdict = _text_verdict(dev.device.firmware, text.text, hit.position)
+            return _Found(hit, None, verdict, True), note
+    return None
+
+
+def _build_match(advisory: Advisory, dev: _Device, found: list[_Found], mfr_note: str) -> Match:
+    # the most specific way of matching decides: a model number beats a family name
+    best_rank = min(_rank(f.hit) for f in found)
+    decisive = [f for f in found if _rank(f.hit) == best_rank]
+    affected_ones = [f for f in decisive if f.affected_status]
+    pool = affected_ones or decisive
+    values = [f.verdict.affected for f in pool]
+    if affected_ones:
+        affected = True if True in values else (False if values and all(v is False for v in values) else None)
+    else:
+        affected = False if values and all(v is False for v in values) else None
+    lead = next((f for f in pool if f.verdict.affected == affected), pool[0])
+    why = _why(dev, lead, mfr_note, len(found))
+    products = tuple(f.product for f in found if f.product is not None)
+    return Match(advisory=advisory, device=dev.device, affected=affected, why=why, matched_products=products)
+
+
+def _why(dev: _Device, lead: _Found, mfr_note: str, count: int) -> str:
+    hit = lead.hit
+    who = f"{dev.device.manufacturer} ({mfr_note})"
+    if lead.product is None:
+        what = _text_what(hit)
+    else:
+        what = _product_what(lead.product, hit)
+    more = f" (and {count - 1} more matching product{'s' if count > 2 else ''})" if count > 1 else ""
+    return f"{who} {what}{more}; {lead.verdict.words}"
+
+
+def _product_what(product: Product, hit: _Hit) -> str:
+    name = f'product "{product.name}"'
+    if hit.in_version:
+        name += f' ("{product.version.strip()}")'
+    if hit.kind == "model":
+        return f"{name} names model {hit.token}"
+    if hit.kind == "name":
+        return f'{name} names "{hit.phrase.text}"'
+    return f'{name} is the product family of watched model "{hit.phrase.text}"'
+
+
+def _text_what(hit: _Hit) -> str:
+    if hit.kind == "model":
+        return f"text names model {hit.token}"
+    if hit.kind == "name":
+        return f'text names "{hit.phrase.text}"'
+    return f'text names the product family "{hit.token}" of watched model "{hit.phrase.text}"'
