@@ -295,6 +295,28 @@ async def test_metadata_without_white_feed_or_directory_fails(
         await poll_csaf(csaf_source(url), fetcher, FeedState("cisa-csaf"))
 
 
+async def test_one_failing_feed_is_a_problem_and_keeps_the_window(
+    feed_server: FeedServer, fetcher: Fetcher
+) -> None:
+    serve_documents(feed_server, IN_FEED)
+    serve_feed(feed_server, feed_json())
+    meta = json.loads((FIXTURES / "provider-metadata.json").read_text())
+    missing = REAL_ROOT + "cisagov/CSAF/develop/csaf_files/IT/white/cisa-csaf-it-feed-tlp-clear.json"
+    meta["distributions"].append({"rolie": {"feeds": [{"tlp_label": "CLEAR", "url": missing}]}})
+    url = feed_server.set(
+        META_PATH, body=local(feed_server, json.dumps(meta)), content_type="application/json"
+    )
+
+    result = await poll_csaf(csaf_source(url), fetcher, FeedState("cisa-csaf"))
+
+    assert ids(result) == GOOD
+    [feed_problem] = [p for p in result.problems if "cisa-csaf-it-feed-tlp-clear.json" in p]
+    assert "HTTP 404" in feed_problem
+    cursor = json.loads(result.cursor or "")
+    assert cursor["exact"] is True  # the next poll asks for the same window again
+    assert datetime.fromisoformat(cursor["since"]) < datetime.now(UTC) - timedelta(days=365)
+
+
 async def test_document_cap_continues_on_the_next_poll(
     feed_server: FeedServer, fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -135,6 +135,7 @@ class _Listing:
     docs: list[_Doc] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     fresh: int = 0  # listings read in full (not 304)
+    failed: int = 0
     total: int = 0
 
 
@@ -181,6 +182,9 @@ async def _poll_remote(
         # the next poll must read the listings again even if they have not changed: forget the validators
         cursor.validators = {}
         top = replace(top, etag=None, last_modified=None)
+    elif listing.failed:
+        # a feed that failed this time keeps the window where it was, however long it stays down
+        cursor.since, cursor.exact = cutoff, True
     else:
         cursor.since, cursor.exact = started, False
 
@@ -266,6 +270,7 @@ async def _read_feeds(
                 docs = _rolie_body(body, feed_url)
         except SourceError as exc:
             errors.append(exc)
+            listing.failed += 1
             listing.problems.append(f"{feed_url}: {exc}")
             continue
         listing.docs.extend(docs)
