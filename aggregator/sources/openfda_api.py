@@ -2,7 +2,8 @@
 
 The cursor (JSON) remembers:
 - `since`: when the last complete pass started; the next pass asks for records dated from
-  `since - overlap` (records are posted days after their date) up to today;
+  `since - overlap` (openFDA loads new data in batches, so a record can appear days after its date)
+  up to today;
 - `todo`: the date windows a pass has not finished, each `[YYYYMMDD, YYYYMMDD, skip]`, and `started`, when
   that pass began. A pass cut short by the request cap, or by a 429/5xx after some pages were read,
   continues from there on the next poll.
