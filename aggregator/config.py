@@ -33,7 +33,7 @@ _COMMON_SOURCE_KEYS = {"name", "kind", "url", "interval", "timeout", "max_bytes"
 _KIND_KEYS: dict[str, set[str]] = {
     SourceKind.RSS: set(),
     SourceKind.CSAF: {"path", "backfill", "overlap"},
-    SourceKind.OPENFDA: {"backfill", "search", "api_key", "limit"},
+    SourceKind.OPENFDA: {"backfill", "overlap", "search", "api_key", "limit"},
     SourceKind.PAGE: {"pattern"},
 }
 

@@ -245,7 +245,7 @@ async def send_apprise(target: NotifyTarget, title: str, body: str) -> str | Non
         return "Apprise does not understand this URL"
     try:
         ok = await asyncio.wait_for(
-            asyncio.to_thread(client.notify, body=body, title=title), timeout=DELIVERY_TIMEOUT
+            asyncio.to_thread(client.notify, body=body, title=title, body_format=apprise.NotifyFormat.TEXT), timeout=DELIVERY_TIMEOUT
         )
     except TimeoutError:
         return f"no answer within {DELIVERY_TIMEOUT:g}s"
