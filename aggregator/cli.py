@@ -49,11 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE",
-                        help="config file (default: $AGGREGATOR_CONFIG, else ./config.toml)")
+    common.add_argument(
+        "--config", metavar="FILE", help="config file (default: $AGGREGATOR_CONFIG, else ./config.toml)"
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     parser = argparse.ArgumentParser(
-        prog="aggregator", parents=[common],
+        prog="aggregator",
+        parents=[common],
         description="Watch medical-device security advisories and recalls; alert when one concerns your device.",
     )
     parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
@@ -144,7 +146,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         print(f"delivery to {failure.label}: {failure.error}", file=sys.stderr)
     log.info(
         "cycle done: %d sources polled (%d failed), %d new or changed items, %d alerts queued, %d delivered",
-        len(report.polled), len(report.failed_sources), report.new_items, report.alerts_queued, report.delivered,
+        len(report.polled),
+        len(report.failed_sources),
+        report.new_items,
+        report.alerts_queued,
+        report.delivered,
     )
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -157,10 +163,13 @@ def cmd_notify_test(args: argparse.Namespace, config: Config) -> int:
         return EXIT_OK
     failed = 0
     for target in config.notify.targets:
-        error = asyncio.run(send_apprise(
-            target, "aggregator test message",
-            "This is a test from aggregator. If you can read it, alerts will reach you here.",
-        ))
+        error = asyncio.run(
+            send_apprise(
+                target,
+                "aggregator test message",
+                "This is a test from aggregator. If you can read it, alerts will reach you here.",
+            )
+        )
         print(f"{target.masked}: {'OK' if error is None else 'FAILED: ' + error}")
         failed += error is not None
     return EXIT_FAILED if failed else EXIT_OK
@@ -186,8 +195,11 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     folded = event_matches(fold(advisories, aliases), match_all(advisories, config.watch, aliases))
     for em in folded:
         print(json.dumps(scan_line(em), ensure_ascii=False))
-    print(f"scanned {len(advisories)} advisories from {files} files ({unreadable} unreadable, {skipped} skipped), "
-          f"{len(folded)} matches", file=sys.stderr)
+    print(
+        f"scanned {len(advisories)} advisories from {files} files ({unreadable} unreadable, {skipped} skipped), "
+        f"{len(folded)} matches",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -215,12 +227,24 @@ def cmd_advisories(args: argparse.Namespace, config: Config) -> int:
     store = Store.open(config.state, create=False)
     try:
         for adv in store.advisories(source=args.source, since=args.since):
-            print(json.dumps({
-                "advisory": adv.display_id, "source": adv.source, "kind": adv.kind.value, "title": adv.title,
-                "url": adv.url, "published": adv.published.isoformat() if adv.published else None,
-                "updated": adv.updated.isoformat() if adv.updated else None, "revision": adv.revision,
-                "cves": list(adv.cves), "severity": adv.severity, "cvss": adv.cvss_score,
-            }, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "advisory": adv.display_id,
+                        "source": adv.source,
+                        "kind": adv.kind.value,
+                        "title": adv.title,
+                        "url": adv.url,
+                        "published": adv.published.isoformat() if adv.published else None,
+                        "updated": adv.updated.isoformat() if adv.updated else None,
+                        "revision": adv.revision,
+                        "cves": list(adv.cves),
+                        "severity": adv.severity,
+                        "cvss": adv.cvss_score,
+                    },
+                    ensure_ascii=False,
+                )
+            )
     finally:
         store.close()
     return EXIT_OK
@@ -233,15 +257,23 @@ def cmd_sources(args: argparse.Namespace, config: Config) -> int:
     try:
         for source in config.sources:
             st = store.feed_state(source.name)
-            print(json.dumps({
-                "source": source.name, "kind": source.kind.value,
-                "last_poll": st.last_poll.isoformat() if st.last_poll else None,
-                "last_success": st.last_success.isoformat() if st.last_success else None,
-                "outcome": st.outcome, "error": st.error, "items": st.items,
-                "stored": store.advisory_count(source.name),
-                "consecutive_failures": st.consecutive_failures,
-                "next_poll": st.next_poll.isoformat() if st.next_poll else None,
-            }, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "source": source.name,
+                        "kind": source.kind.value,
+                        "last_poll": st.last_poll.isoformat() if st.last_poll else None,
+                        "last_success": st.last_success.isoformat() if st.last_success else None,
+                        "outcome": st.outcome,
+                        "error": st.error,
+                        "items": st.items,
+                        "stored": store.advisory_count(source.name),
+                        "consecutive_failures": st.consecutive_failures,
+                        "next_poll": st.next_poll.isoformat() if st.next_poll else None,
+                    },
+                    ensure_ascii=False,
+                )
+            )
     finally:
         store.close()
     return EXIT_OK

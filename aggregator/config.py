@@ -137,7 +137,8 @@ def mask_url(url: str) -> str:
     if plugin is None:
         scheme = url.split("://", 1)[0] if "://" in url else "?"
         return f"{scheme}://****"
-    masked: str = plugin.url(privacy=True)
+    render: Any = plugin.url  # Apprise's plugins are not typed
+    masked = str(render(privacy=True))
     return masked.split("?", 1)[0]
 
 
@@ -316,7 +317,10 @@ class _Validator:
         interval = self.duration(f"{prefix}.interval", table.get("interval"), default_interval)
         timeout = self.duration(f"{prefix}.timeout", table.get("timeout"), DEFAULT_TIMEOUT)
         max_bytes: int = self.convert(
-            f"{prefix}.max_bytes", table.get("max_bytes"), DEFAULT_MAX_BYTES, parse_size,
+            f"{prefix}.max_bytes",
+            table.get("max_bytes"),
+            DEFAULT_MAX_BYTES,
+            parse_size,
             'a size like "5MB" or a number of bytes (at least 1024)',
         )
         include = self.strings(f"{prefix}.include", table.get("include"))
@@ -340,9 +344,21 @@ class _Validator:
         if name is None or kind is None:
             return None
         return SourceConfig(
-            name=name, kind=kind, url=url, interval=interval, timeout=timeout, max_bytes=max_bytes,
-            include=include, exclude=exclude, path=path, backfill=backfill, overlap=overlap,
-            search=search, api_key=api_key, limit=limit, pattern=pattern,
+            name=name,
+            kind=kind,
+            url=url,
+            interval=interval,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            include=include,
+            exclude=exclude,
+            path=path,
+            backfill=backfill,
+            overlap=overlap,
+            search=search,
+            api_key=api_key,
+            limit=limit,
+            pattern=pattern,
         )
 
     def watch(self) -> tuple[WatchedDevice, ...]:
@@ -370,9 +386,7 @@ class _Validator:
 
     def notify(self) -> NotifyConfig:
         table = self.table("notify")
-        self.unknown_keys(
-            "notify.", table, {"urls", "skip_unaffected", "max_attempts", "failure_threshold"}
-        )
+        self.unknown_keys("notify.", table, {"urls", "skip_unaffected", "max_attempts", "failure_threshold"})
         targets: list[NotifyTarget] = []
         for i, url in enumerate(self.strings("notify.urls", table.get("urls")), start=1):
             masked = mask_url(url) if self.check_targets else url.split("://", 1)[0] + "://****"

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from aggregator.config import Config, SourceConfig
 from aggregator.dedup import event_matches, fold
@@ -71,7 +72,7 @@ class Daemon:
         tasks = [asyncio.create_task(poll_source(s, fetcher, states[s.name])) for s in sources]
         stopper = asyncio.create_task(self.stop.wait())
         try:
-            pending = set(tasks)
+            pending: set[asyncio.Task[Any]] = set(tasks)
             while pending and not self.stop.is_set():
                 _done, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
                 pending.discard(stopper)
@@ -87,8 +88,13 @@ class Daemon:
             report.alerts_queued += self._queue_alerts()
 
     def _record(
-        self, source: SourceConfig, state: FeedState, result: PollResult, retry_after: float | None,
-        now: datetime, report: CycleReport,
+        self,
+        source: SourceConfig,
+        state: FeedState,
+        result: PollResult,
+        retry_after: float | None,
+        now: datetime,
+        report: CycleReport,
     ) -> None:
         report.polled.append(source.name)
         if result.ok:
@@ -98,13 +104,21 @@ class Daemon:
             if state.outcome == "failed":
                 log.info("source %s recovered after %d failed polls", source.name, state.consecutive_failures)
             log.info(
-                "polled %s: %s", source.name,
+                "polled %s: %s",
+                source.name,
                 "not modified" if result.not_modified else f"{len(result.advisories)} items, {changed} new or changed",
             )
             new_state = replace(
-                state, etag=result.etag, last_modified=result.last_modified, last_poll=now, last_success=now,
-                outcome="not-modified" if result.not_modified else "ok", error=None, items=items,
-                consecutive_failures=0, next_poll=now + timedelta(seconds=_jittered(source.interval)),
+                state,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                last_poll=now,
+                last_success=now,
+                outcome="not-modified" if result.not_modified else "ok",
+                error=None,
+                items=items,
+                consecutive_failures=0,
+                next_poll=now + timedelta(seconds=_jittered(source.interval)),
                 cursor=result.cursor if result.cursor is not None else state.cursor,
             )
         else:
@@ -117,7 +131,11 @@ class Daemon:
             delay = min(source.interval, FAILURE_RETRY_MIN * 2 ** min(failures - 1, 10))
             delay = max(delay, retry_after or 0.0)
             new_state = replace(
-                state, last_poll=now, outcome="failed", error=result.error, consecutive_failures=failures,
+                state,
+                last_poll=now,
+                outcome="failed",
+                error=result.error,
+                consecutive_failures=failures,
                 next_poll=now + timedelta(seconds=_jittered(delay)),
             )
         self.store.save_feed_state(new_state)
@@ -141,8 +159,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, sig)
-        log.info("aggregator started: %d sources, %d watched devices, state %s", len(self.config.sources),
-                 len(self.config.watch), self.store.path)
+        log.info(
+            "aggregator started: %d sources, %d watched devices, state %s",
+            len(self.config.sources),
+            len(self.config.watch),
+            self.store.path,
+        )
         sd_notify("READY=1")
         watchdog = asyncio.create_task(_watchdog_pings())
         try:

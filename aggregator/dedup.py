@@ -177,8 +177,9 @@ def event_matches(events: Sequence[Event], matches: Iterable[Match]) -> list[Eve
     for (event_id, _device), ms in grouped.items():
         event = by_id[event_id]
         best = sorted(ms, key=lambda m: _primary_order(m.advisory))
-        result.append(EventMatch(event, best[0].device, combine_affected(m.affected for m in ms), best[0].why,
-                                 tuple(best)))
+        result.append(
+            EventMatch(event, best[0].device, combine_affected(m.affected for m in ms), best[0].why, tuple(best))
+        )
     return sorted(result, key=lambda em: (em.event.event_id, em.device.name))
 
 

@@ -49,8 +49,11 @@ def material_summary(em: EventMatch) -> dict[str, Any]:
     """The facts whose change deserves an update alert, for one (event, device)."""
     members = em.event.members
     products = sorted(
-        {f"{p.vendor} {p.name}: {p.version or 'versions not stated'} [{p.status or 'listed'}]"
-         for m in em.matches for p in m.matched_products}
+        {
+            f"{p.vendor} {p.name}: {p.version or 'versions not stated'} [{p.status or 'listed'}]"
+            for m in em.matches
+            for p in m.matched_products
+        }
     )
     remediations = sorted({r for a in members for r in a.remediations})
     scores = [a.cvss_score for a in members if a.cvss_score is not None]
@@ -79,8 +82,9 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("revision") != new.get("revision") and new.get("revision"):
         changes.append(f"the advisory was revised ({old.get('revision') or 'first version'} -> {new['revision']})")
     if old.get("affected") != new.get("affected"):
-        changes.append(f"the verdict for your device changed: {_verdict(old.get('affected'))} -> "
-                       f"{_verdict(new.get('affected'))}")
+        changes.append(
+            f"the verdict for your device changed: {_verdict(old.get('affected'))} -> {_verdict(new.get('affected'))}"
+        )
     added_cves = sorted(set(new.get("cves", [])) - set(old.get("cves", [])))
     if added_cves and old.get("cves"):
         changes.append("new CVEs: " + ", ".join(added_cves))
@@ -99,9 +103,11 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _verdict(affected: object) -> str:
-    return {True: "affected", False: "not affected (outside the affected range)"}.get(
-        affected, "unknown (check your version)"  # type: ignore[call-overload]
-    )
+    if affected is True:
+        return "affected"
+    if affected is False:
+        return "not affected (outside the affected range)"
+    return "unknown (check your version)"
 
 
 def _date(value: datetime | None) -> str:
@@ -116,7 +122,7 @@ def render(em: EventMatch, kind: str, changes: Sequence[str] = ()) -> tuple[str,
     prefix = "UPDATE: " if kind == "update" else ""
     subject = f"{prefix}{primary.display_id} {verdict} your {device.name}: {primary.title}"[:250]
     lines = [
-        f"{'Updated advisory' if kind == 'update' else 'New advisory'} for your device \"{device.name}\" "
+        f'{"Updated advisory" if kind == "update" else "New advisory"} for your device "{device.name}" '
         f"({device.manufacturer} {', '.join(device.models)}"
         f"{', firmware ' + device.firmware if device.firmware else ''}).",
         "",
@@ -143,8 +149,11 @@ def render(em: EventMatch, kind: str, changes: Sequence[str] = ()) -> tuple[str,
     if remediations:
         lines += ["", "Remediation, as published:", *(f"  - {r[:600]}" for r in remediations[:6])]
     lines += ["", _ADVICE, "", "Sources that carried this event:"]
-    lines += [f"  - {_KIND_LABEL.get(a.kind, a.kind)} from \"{a.source}\": {a.display_id}"
-              f"{' ' + a.url if a.url and a.url != primary.url else ''}" for a in em.event.members]
+    lines += [
+        f'  - {_KIND_LABEL.get(a.kind, a.kind)} from "{a.source}": {a.display_id}'
+        f"{' ' + a.url if a.url and a.url != primary.url else ''}"
+        for a in em.event.members
+    ]
     lines += ["", "-- aggregator: medical-device advisory watcher. You get one message per advisory and device."]
     return subject, "\n".join(lines)
 
@@ -184,12 +193,12 @@ def queue_alerts(
                 continue
             kind = "update"
         if em.affected is False and notify.skip_unaffected:
-            log.info("not alerting %s for %s: firmware outside the affected range", em.device.name,
-                     em.event.event_id)
+            log.info("not alerting %s for %s: firmware outside the affected range", em.device.name, em.event.event_id)
             continue
         subject, body = render(em, kind, changes)
-        store.add_alert(em.event.event_id, em.device.name, kind, subject, body,
-                        [(t.key, t.masked) for t in targets], at)
+        store.add_alert(
+            em.event.event_id, em.device.name, kind, subject, body, [(t.key, t.masked) for t in targets], at
+        )
         log.info("queued %s alert: %s for %s", kind, em.event.event_id, em.device.name)
         queued += 1
     return queued
@@ -216,16 +225,23 @@ class Notifier:
                 if error is None:
                     self.store.mark_delivered(pending.alert_id, pending.target, done_at)
                 else:
-                    self.store.mark_failed(pending.alert_id, pending.target, error,
-                                           done_at + retry_delay(pending.attempts + 1))
+                    self.store.mark_failed(
+                        pending.alert_id, pending.target, error, done_at + retry_delay(pending.attempts + 1)
+                    )
             if error is None:
                 delivered += 1
                 log.info("delivered alert %d to %s", pending.alert_id, target.masked)
             else:
                 failures.append(DeliveryFailure(target.masked, pending.alert_id, error))
                 level = logging.ERROR if pending.attempts + 1 >= self.notify.max_attempts else logging.WARNING
-                log.log(level, "delivery of alert %d to %s failed (attempt %d): %s", pending.alert_id,
-                        target.masked, pending.attempts + 1, error)
+                log.log(
+                    level,
+                    "delivery of alert %d to %s failed (attempt %d): %s",
+                    pending.alert_id,
+                    target.masked,
+                    pending.attempts + 1,
+                    error,
+                )
         return delivered, failures
 
     async def _send(self, target: NotifyTarget, pending: PendingDelivery) -> str | None:
@@ -245,7 +261,8 @@ async def send_apprise(target: NotifyTarget, title: str, body: str) -> str | Non
         return "Apprise does not understand this URL"
     try:
         ok = await asyncio.wait_for(
-            asyncio.to_thread(client.notify, body=body, title=title, body_format=apprise.NotifyFormat.TEXT), timeout=DELIVERY_TIMEOUT
+            asyncio.to_thread(client.notify, body=body, title=title, body_format=apprise.NotifyFormat.TEXT),
+            timeout=DELIVERY_TIMEOUT,
         )
     except TimeoutError:
         return f"no answer within {DELIVERY_TIMEOUT:g}s"

@@ -229,10 +229,16 @@ class Store:
         if row is None:
             return FeedState(source)
         return FeedState(
-            source=row["source"], etag=row["etag"], last_modified=row["last_modified"],
-            last_poll=_dt(row["last_poll"]), last_success=_dt(row["last_success"]),
-            outcome=row["outcome"], error=row["error"], items=row["items"],
-            consecutive_failures=row["consecutive_failures"], next_poll=_dt(row["next_poll"]),
+            source=row["source"],
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            last_poll=_dt(row["last_poll"]),
+            last_success=_dt(row["last_success"]),
+            outcome=row["outcome"],
+            error=row["error"],
+            items=row["items"],
+            consecutive_failures=row["consecutive_failures"],
+            next_poll=_dt(row["next_poll"]),
             cursor=row["cursor"],
         )
 
@@ -251,8 +257,16 @@ class Store:
                    consecutive_failures = excluded.consecutive_failures, next_poll = excluded.next_poll,
                    cursor = excluded.cursor""",
             (
-                state.source, state.etag, state.last_modified, _iso(state.last_poll), _iso(state.last_success),
-                state.outcome, state.error, state.items, state.consecutive_failures, _iso(state.next_poll),
+                state.source,
+                state.etag,
+                state.last_modified,
+                _iso(state.last_poll),
+                _iso(state.last_success),
+                state.outcome,
+                state.error,
+                state.items,
+                state.consecutive_failures,
+                _iso(state.next_poll),
                 state.cursor,
             ),
         )
@@ -283,9 +297,18 @@ class Store:
                        published = excluded.published, updated = excluded.updated,
                        content_hash = excluded.content_hash, data = excluded.data, last_seen = excluded.last_seen""",
                 (
-                    adv.source, adv.entry_id, adv.advisory_id, adv.kind.value, adv.title, adv.url,
-                    _iso(adv.published), _iso(adv.updated), digest,
-                    json.dumps(advisory_to_dict(adv), ensure_ascii=False), _iso(seen_at), _iso(seen_at),
+                    adv.source,
+                    adv.entry_id,
+                    adv.advisory_id,
+                    adv.kind.value,
+                    adv.title,
+                    adv.url,
+                    _iso(adv.published),
+                    _iso(adv.updated),
+                    digest,
+                    json.dumps(advisory_to_dict(adv), ensure_ascii=False),
+                    _iso(seen_at),
+                    _iso(seen_at),
                 ),
             )
         return changed
@@ -310,7 +333,9 @@ class Store:
 
     def stored_matches(self) -> dict[tuple[str, str], StoredMatch]:
         return {
-            (r["event_id"], r["device"]): StoredMatch(r["event_id"], r["device"], r["match_hash"], json.loads(r["summary"]))
+            (r["event_id"], r["device"]): StoredMatch(
+                r["event_id"], r["device"], r["match_hash"], json.loads(r["summary"])
+            )
             for r in self.conn.execute("SELECT * FROM matches")
         }
 
@@ -324,8 +349,14 @@ class Store:
         )
 
     def add_alert(
-        self, event_id: str, device: str, kind: str, subject: str, body: str,
-        targets: Sequence[tuple[str, str]], at: datetime,
+        self,
+        event_id: str,
+        device: str,
+        kind: str,
+        subject: str,
+        body: str,
+        targets: Sequence[tuple[str, str]],
+        at: datetime,
     ) -> int:
         """Queue an alert for every (target key, masked label); returns the alert id."""
         cur = self.conn.execute(

@@ -80,8 +80,7 @@ class FeedServer:
         headers = dict(route.headers)
         if route.etag:
             headers["ETag"] = route.etag
-        return web.Response(status=route.status, body=route.body, content_type=route.content_type,
-                            headers=headers)
+        return web.Response(status=route.status, body=route.body, content_type=route.content_type, headers=headers)
 
     def start(self) -> None:
         self._thread.start()
@@ -175,8 +174,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
     full_env = {**os.environ, **(env or {})}
     full_env.pop("AGGREGATOR_CONFIG", None) if env is None or "AGGREGATOR_CONFIG" not in env else None
     return subprocess.run(
-        [sys.executable, "-m", "aggregator", *args], capture_output=True, text=True, timeout=timeout,
-        env=full_env, cwd=str(PROJECT), check=False,
+        [sys.executable, "-m", "aggregator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=str(PROJECT),
+        check=False,
     )
 
 

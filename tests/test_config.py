@@ -66,8 +66,11 @@ def test_bad_durations(text: object) -> None:
         (('interval = "30m"', 'interval = "soon"'), "source[1] (cisa-icsma).interval", "duration"),
         (('kind = "rss"', 'kind = "atom"'), "source[1] (cisa-icsma).kind", 'unknown kind "atom"'),
         (('url = "http://127.0.0.1:9/feed.xml"', 'url = "ftp://x"'), "source[1] (cisa-icsma).url", "http"),
-        (('models = ["MiniMed 508", "MMT-508"]', 'models = "MiniMed 508"'), "watch[1] (My insulin pump).models",
-         "list of non-empty strings"),
+        (
+            ('models = ["MiniMed 508", "MMT-508"]', 'models = "MiniMed 508"'),
+            "watch[1] (My insulin pump).models",
+            "list of non-empty strings",
+        ),
         (('firmware = "2.4A"', "firmware = 2.4"), "watch[1] (My insulin pump).firmware", "quotes"),
         (('manufacturer = "Medtronic"', ""), "watch[1] (My insulin pump).manufacturer", "missing"),
         (("[daemon]", "[deamon]"), "deamon", "unknown key"),
@@ -94,8 +97,9 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_duplicate_names_are_errors(tmp_path: Path) -> None:
-    body = GOOD.replace("[notify]", "[[watch]]\nname = \"My insulin pump\"\nmanufacturer = \"X\"\nmodels = [\"Y\"]\n"
-                                    "[notify]").replace("${TEST_SMTP_PASSWORD}", "pw")
+    body = GOOD.replace(
+        "[notify]", '[[watch]]\nname = "My insulin pump"\nmanufacturer = "X"\nmodels = ["Y"]\n[notify]'
+    ).replace("${TEST_SMTP_PASSWORD}", "pw")
     with pytest.raises(ConfigError) as info:
         load_config(write_config(tmp_path, body))
     assert any("watch[2] (My insulin pump).name" in p and "unique" in p for p in info.value.problems)
@@ -115,8 +119,11 @@ def test_credentials_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_cli_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     path = write_config(tmp_path, GOOD.replace('interval = "30m"', 'interval = "often"'))
-    for command in (["check-config", str(path)], ["run", "--once", "--config", str(path)],
-                    ["scan", "--config", str(path), str(tmp_path)]):
+    for command in (
+        ["check-config", str(path)],
+        ["run", "--once", "--config", str(path)],
+        ["scan", "--config", str(path), str(tmp_path)],
+    ):
         result = run_cli(*command, env={"TEST_SMTP_PASSWORD": "x"})
         assert result.returncode == 2, (command, result.stderr)
         assert f"{path}: source[1] (cisa-icsma).interval: expected a duration" in result.stderr

@@ -85,8 +85,9 @@ def test_alert_once_then_only_new(tmp_path: Path, feed_server: FeedServer, smtp_
     assert second.returncode == 0, second.stderr
     assert feed_server.hits("/icsma.xml")[-1].get("If-None-Match") == '"v1"'
     # The feed changes without the matching item changing: still nothing.
-    feed_server.set("/icsma.xml", body=BASE_FEED.replace(b"ICS Medical Advisories", b"ICS Medical Advisories "),
-                    etag='"v2"')
+    feed_server.set(
+        "/icsma.xml", body=BASE_FEED.replace(b"ICS Medical Advisories", b"ICS Medical Advisories "), etag='"v2"'
+    )
     third = run_cli("run", "--once", "--config", str(config))
     assert third.returncode == 0, third.stderr
     assert len(smtp_server.collector.wait_for(2, timeout=1)) == 1

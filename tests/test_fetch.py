@@ -76,10 +76,12 @@ async def test_block_page_is_a_failure_not_an_empty_feed(feed_server: FeedServer
 
 
 async def test_redirect_to_apology_page_is_blocked(feed_server: FeedServer) -> None:
-    feed_server.set("/apology_objects/abuse-detection-apology.html", body=b"<html>sorry</html>",
-                    content_type="text/html")
-    url = feed_server.set("/feed.xml", status=302,
-                          headers={"Location": "/apology_objects/abuse-detection-apology.html"})
+    feed_server.set(
+        "/apology_objects/abuse-detection-apology.html", body=b"<html>sorry</html>", content_type="text/html"
+    )
+    url = feed_server.set(
+        "/feed.xml", status=302, headers={"Location": "/apology_objects/abuse-detection-apology.html"}
+    )
     async with Fetcher.new_session() as session:
         result, _ = await poll_source(rss_source(url), quick(session), FeedState("cisa"))
     assert not result.ok and "HTML page instead of a feed" in (result.error or "")
@@ -118,8 +120,9 @@ async def test_malformed_xml_is_a_failure(feed_server: FeedServer) -> None:
 async def test_include_exclude_filters(feed_server: FeedServer) -> None:
     url = feed_server.set("/feed.xml", body=FEED)
     async with Fetcher.new_session() as session:
-        result, _ = await poll_source(rss_source(url, include=("dicom",), exclude=("viewer",)), quick(session),
-                                      FeedState("cisa"))
+        result, _ = await poll_source(
+            rss_source(url, include=("dicom",), exclude=("viewer",)), quick(session), FeedState("cisa")
+        )
     titles = [a.title for a in result.advisories]
     assert titles and all("dicom" in (t + a.summary).lower() for t, a in zip(titles, result.advisories, strict=True))
     assert not any("viewer" in (a.title + a.summary).lower() for a in result.advisories)

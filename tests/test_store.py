@@ -17,13 +17,21 @@ WHEN = datetime(2019, 6, 27, tzinfo=UTC)
 
 def sample(**changes: object) -> Advisory:
     base = Advisory(
-        source="cisa-csaf", kind=SourceKind.CSAF, entry_id="ICSMA-19-178-01", advisory_id="ICSMA-19-178-01",
+        source="cisa-csaf",
+        kind=SourceKind.CSAF,
+        entry_id="ICSMA-19-178-01",
+        advisory_id="ICSMA-19-178-01",
         title="Medtronic MiniMed 508 and Paradigm Series Insulin Pumps",
         url="https://www.cisa.gov/news-events/ics-medical-advisories/icsma-19-178-01",
-        published=WHEN, updated=WHEN, identifiers=frozenset({"ICSMA-19-178-01", "CVE-2019-10964"}),
-        cves=("CVE-2019-10964",), products=(Product("Medtronic", "MiniMed Paradigm 523/723 pumps", "<= 2.4A",
-                                                     "known_affected", ("MMT-523",)),),
-        cvss_score=7.1, severity="HIGH", release_dates=(WHEN,), extra=(("tracking_version", "1"),),
+        published=WHEN,
+        updated=WHEN,
+        identifiers=frozenset({"ICSMA-19-178-01", "CVE-2019-10964"}),
+        cves=("CVE-2019-10964",),
+        products=(Product("Medtronic", "MiniMed Paradigm 523/723 pumps", "<= 2.4A", "known_affected", ("MMT-523",)),),
+        cvss_score=7.1,
+        severity="HIGH",
+        release_dates=(WHEN,),
+        extra=(("tracking_version", "1"),),
     )
     values = {**{f: getattr(base, f) for f in base.__dataclass_fields__}, **changes}
     return Advisory(**values)  # type: ignore[arg-type]
@@ -45,8 +53,16 @@ def test_upsert_counts_only_real_changes(tmp_path: Path) -> None:
 
 def test_feed_state_round_trip(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.sqlite3")
-    state = FeedState("x", etag='"abc"', last_modified="Wed, 21 Oct 2015 07:28:00 GMT", last_poll=WHEN,
-                      outcome="ok", items=3, consecutive_failures=0, next_poll=WHEN + timedelta(hours=1))
+    state = FeedState(
+        "x",
+        etag='"abc"',
+        last_modified="Wed, 21 Oct 2015 07:28:00 GMT",
+        last_poll=WHEN,
+        outcome="ok",
+        items=3,
+        consecutive_failures=0,
+        next_poll=WHEN + timedelta(hours=1),
+    )
     with store.transaction():
         store.save_feed_state(state)
     assert store.feed_state("x") == state
@@ -64,8 +80,7 @@ def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
 def test_outbox_one_row_per_target_and_retry(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.sqlite3")
     with store.transaction():
-        alert = store.add_alert("ICSMA-19-178-01", "pump", "new", "subj", "body", [("a", "mail"), ("b", "chat")],
-                                WHEN)
+        alert = store.add_alert("ICSMA-19-178-01", "pump", "new", "subj", "body", [("a", "mail"), ("b", "chat")], WHEN)
     due = store.due_deliveries(WHEN, ["a", "b"])
     assert [(d.alert_id, d.target) for d in due] == [(alert, "a"), (alert, "b")]
     with store.transaction():

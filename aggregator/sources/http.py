@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -125,10 +125,13 @@ class Fetcher:
             exc = state.outcome.exception() if state.outcome else None
             return isinstance(exc, TransientError) and (exc.retry_after or 0) > self.max_retry_wait
 
+        bounded = stop_after_attempt(self.attempts) | stop_after_delay(self.max_retry_wait * 2)
+
+        def stop(state: RetryCallState) -> bool:
+            return bool(bounded(state)) or stop_on_long_retry_after(state)
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts)
-            | stop_after_delay(self.max_retry_wait * 2)
-            | stop_on_long_retry_after,
+            stop=stop,
             wait=wait,
             retry=retry_if_exception_type(TransientError),
             reraise=True,
@@ -149,12 +152,16 @@ class Fetcher:
     ) -> FetchResult:
         try:
             async with self.session.get(
-                url, headers=headers, params=params, timeout=aiohttp.ClientTimeout(total=timeout),
+                url,
+                headers=headers,
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=timeout),
                 max_redirects=5,
             ) as resp:
                 if resp.status == 304:
-                    return FetchResult(str(resp.url), 304, None, resp.headers.get("ETag"),
-                                       resp.headers.get("Last-Modified"))
+                    return FetchResult(
+                        str(resp.url), 304, None, resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+                    )
                 if resp.status == 429 or resp.status >= 500:
                     raise TransientError(
                         f"HTTP {resp.status} {resp.reason or ''}".strip(),
@@ -164,8 +171,12 @@ class Fetcher:
                     raise SourceError(f"HTTP {resp.status} {resp.reason or ''}".strip())
                 body = await _read_capped(resp, max_bytes)
                 return FetchResult(
-                    str(resp.url), resp.status, body, resp.headers.get("ETag"),
-                    resp.headers.get("Last-Modified"), resp.headers.get("Content-Type", ""),
+                    str(resp.url),
+                    resp.status,
+                    body,
+                    resp.headers.get("ETag"),
+                    resp.headers.get("Last-Modified"),
+                    resp.headers.get("Content-Type", ""),
                 )
         except aiohttp.TooManyRedirects as exc:
             raise SourceError(f"too many redirects (redirect loop?) from {url}") from exc

@@ -97,7 +97,10 @@ async def poll_rss(source: SourceConfig, fetcher: Fetcher, state: FeedState) -> 
     """Fetch with conditional GET; a 304 costs no parsing."""
     url = source.url or ""
     result = await fetcher.fetch(
-        url, etag=state.etag, last_modified=state.last_modified, timeout=source.timeout,
+        url,
+        etag=state.etag,
+        last_modified=state.last_modified,
+        timeout=source.timeout,
         max_bytes=source.max_bytes,
         accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1",
     )
