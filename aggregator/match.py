@@ -288,9 +288,13 @@ def _is_dotted(text: str, start: int, end: int) -> bool:
     return len(after) == 2 and after[0] == "." and run_has_digit and (after[1].isdigit() or after[1] in "xX")
 
 
+def _folded(text: str) -> str:
+    return _fold(text).replace("™", " ").replace("®", " ").replace("©", " ")
+
+
 def _clean_text(text: str) -> str:
     """Folded text with ids, CVEs, dates and counts blanked out (same length, so offsets still hold)."""
-    text = _fold(text).replace("™", " ").replace("®", " ").replace("©", " ")
+    text = _folded(text)
     text = _SECTION_NUMBER_RE.sub(lambda m: ";" + " " * (len(m.group(0)) - 1), text)
     return _NOISE_RE.sub(lambda m: ";" + " " * (len(m.group(0)) - 1), text)
 
@@ -339,6 +343,7 @@ def _run_tokens(text: str, run: str, start: int, end: int, sep: str, previous: l
     tok = _id_tok(text, run, start, end, sep, prefix)
     if prev is not None and prev.kind == _WORD and sep == " " and len(prev.surface) <= 3 and prev.surface.isupper():
         tok.prev_word = prev.norm  # "MX 40"
+        tok.surface = f"{prev.surface} {run}"
     return [tok]
 
 
@@ -464,16 +469,21 @@ class _ProductInfo:
     words: frozenset[str]  # distinctive words
     version_models: bool  # the version field names models ("MMT-523 / MMT-723 Paradigm Revel")
     text_like: bool  # a long description (openFDA): matched like running text
+    version_words: frozenset[str] = frozenset()
 
 
-def _form_words(forms: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+def _form_words(forms: Iterable[str], as_written: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    """Word runs that name a manufacturer inside model text: every listed form, and the first word of
+    the name as the user or the vendor field wrote it ("HAMILTON-T1" under "Hamilton Medical AG")."""
     runs: set[tuple[str, ...]] = set()
     for form in forms:
         words = tuple(w.upper() for w in _name_key(form).split())
         if words:
             runs.add(words)
-            if len(words[0]) >= 4 and words[0].lower() not in _CORPORATE:
-                runs.add(words[:1])  # "Hamilton" of "Hamilton Medical"
+    for name in as_written:
+        words = tuple(w.upper() for w in _core_key(_name_key(name)).split())
+        if words and len(words[0]) >= 4:
+            runs.add(words[:1])
     return tuple(sorted(runs, key=len, reverse=True))
 
 
@@ -496,7 +506,7 @@ def _distinctive(tokens: Sequence[_Tok]) -> frozenset[str]:
 
 
 def _family_forms(aliases: ManufacturerAliases, canonicals: Iterable[str], raw: Iterable[str]) -> list[str]:
-    forms: list[str] = list(raw)
+    forms = list(raw)
     for canonical in canonicals:
         forms.extend(aliases.forms(canonical))
     return forms
@@ -508,7 +518,7 @@ def _compile_device(device: WatchedDevice, aliases: ManufacturerAliases) -> _Dev
     accept = frozenset({canonical} | aliases.descendants(canonical)) if canonical else frozenset()
     ancestors = aliases.ancestors(canonical) if canonical else frozenset()
     key = _name_key(device.manufacturer)
-    mfr_forms = _form_words(_family_forms(aliases, accept | ancestors, [device.manufacturer]))
+    mfr_forms = _form_words(_family_forms(aliases, accept | ancestors, [device.manufacturer]), [device.manufacturer])
     phrases = []
     for model in device.models:
         tokens = [_copy(t) for t in _tokenize(model)]
@@ -548,10 +558,16 @@ def _version_names_models(version: str) -> bool:
     return bool(_VERSION_MODELS_RE.match(version)) or not looks_like_version(version)
 
 
+def _only_model_numbers(version: str) -> bool:
+    """ "MMT-1740 | MMT-1741", "24950 | 24952": model numbers and separators, nothing else."""
+    tokens = _tokenize(version)
+    return bool(tokens) and all(t.kind == _ID for t in tokens)
+
+
 def _compile_product(product: Product, aliases: ManufacturerAliases) -> _ProductInfo:
     vendor = aliases.find(product.vendor) if product.vendor else frozenset()
     vendor_key = _name_key(product.vendor)
-    forms = _form_words(_family_forms(aliases, vendor | _all_related(aliases, vendor), [product.vendor]))
+    forms = _form_words(_family_forms(aliases, vendor | _all_related(aliases, vendor), [product.vendor]), [product.vendor])
     name_tokens = [_copy(t) for t in _tokenize(product.name)]
     version_models = _version_names_models(product.version)
     version_tokens: list[_Tok] = []
@@ -565,7 +581,10 @@ def _compile_product(product: Product, aliases: ManufacturerAliases) -> _Product
     _mark_mfr(tokens, forms)
     ids = tuple(t for t in tokens if t.kind == _ID)
     text_like = sum(1 for t in name_tokens if t.kind in (_WORD, _ID)) > 14
-    return _ProductInfo(product, vendor, vendor_key, ids, _distinctive(tokens), version_models, text_like)
+    version_words = frozenset(t.norm for t in version_tokens if t.kind == _WORD)
+    return _ProductInfo(
+        product, vendor, vendor_key, ids, _distinctive(tokens), version_models, text_like, version_words
+    )
 
 
 def _model_tail(version: str) -> list[_Tok]:
@@ -597,12 +616,18 @@ class _Hit:
     phrase: _Phrase
     token: str  # what matched, as the advisory wrote it
     in_version: bool = False
-    position: int = -1  # offset in running text (for finding the version nearby)
+    positions: tuple[int, ...] = ()  # offsets in running text (for finding the version nearby)
+    shared: int = 0  # watched words the product also has: the better of two model-number hits
+    in_title: bool = False
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return ({"model": 0, "name": 1, "family": 2}[self.kind], -self.shared)
 
 
 def _id_matches(tok: _Tok, wid: _WatchId) -> bool:
-    if tok.series is not None:
-        return not wid.prefix and bool(tok.series.match(wid.core))
+    if tok.series is not None:  # "Paradigm x12" covers 512 and MMT-512
+        return (not tok.prefix or tok.prefix == wid.prefix) and bool(tok.series.match(wid.core))
     if tok.lo is not None and tok.hi is not None:
         return _prefix_ok(tok.prefix, wid, strict=True) and wid.core.isdigit() and tok.lo <= int(wid.core) <= tok.hi
     if wid.core not in tok.cores():
@@ -621,15 +646,22 @@ def _prefix_ok(prefix: str, wid: _WatchId, *, strict: bool) -> bool:
 
 
 def _match_product(phrase: _Phrase, info: _ProductInfo) -> _Hit | None:
+    shared = len(phrase.words & info.words)
     for wid in phrase.ids:
         for tok in info.ids:
             if _id_matches(tok, wid) and _corroborated(wid, phrase, info.words):
-                return _Hit("model", phrase, tok.surface, tok.in_version)
+                return _Hit("model", phrase, tok.surface, tok.in_version, shared=shared)
     if not phrase.ids and phrase.words and phrase.words <= info.words:
-        return _Hit("name", phrase, phrase.text)
-    if info.words and info.words <= phrase.words and not info.ids:
-        return _Hit("family", phrase, info.product.name)
+        return _Hit("name", phrase, phrase.text, _words_in_version(phrase, info), shared=shared)
+    # the product names a family the watched model belongs to; a model number in the product
+    # conflicts only when the watched model has one of its own
+    if info.words and info.words <= phrase.words and not (info.ids and phrase.ids):
+        return _Hit("family", phrase, info.product.name, shared=shared)
     return None
+
+
+def _words_in_version(phrase: _Phrase, info: _ProductInfo) -> bool:
+    return info.version_models and all(w in info.version_words for w in phrase.words)
 
 
 def _corroborated(wid: _WatchId, phrase: _Phrase, words: frozenset[str]) -> bool:
@@ -653,25 +685,36 @@ def _compile_text(text: str, forms: tuple[tuple[str, ...], ...]) -> _Text:
     tokens = [_copy(t) for t in _tokenize(text)]
     _mark_mfr(tokens, forms)
     words = frozenset(t.norm for t in tokens if t.kind == _WORD and not t.mfr)
-    return _Text(text, tuple(tokens), words)
+    return _Text(_folded(text), tuple(tokens), words)  # token offsets hold in the folded text
 
 
-def _match_text(phrase: _Phrase, text: _Text) -> _Hit | None:
+def _match_text(phrase: _Phrase, text: _Text, *, family: bool = True) -> _Hit | None:
     tokens = text.tokens
+    found: list[_Tok] = []
     for i, tok in enumerate(tokens):
-        if tok.kind != _ID:
-            continue
-        for wid in phrase.ids:
-            if _id_matches(tok, wid) and _text_corroborated(wid, phrase, tokens, i, text.words):
-                return _Hit("model", phrase, tok.surface, position=tok.end)
+        if tok.kind == _ID and any(
+            _id_matches(tok, wid) and _text_corroborated(wid, phrase, tokens, i, text.words) for wid in phrase.ids
+        ):
+            found.append(tok)
+    if found:
+        return _Hit("model", phrase, found[0].surface, positions=tuple(t.end for t in found))
     if not phrase.words:
         return None
     if not phrase.ids:
-        if phrase.words <= text.words:
-            first = next(t for t in tokens if t.kind == _WORD and t.norm in phrase.words)
-            return _Hit("name", phrase, phrase.text, position=first.end)
-        return None
-    return _family_in_text(phrase, tokens)
+        if not phrase.words <= text.words:
+            return None
+        # the version, if any, follows the last watched word of each mention
+        ends = [t.end for i, t in enumerate(tokens) if _ends_mention(tokens, i, phrase.words)]
+        return _Hit("name", phrase, phrase.text, positions=tuple(ends))
+    return _family_in_text(phrase, tokens) if family else None
+
+
+def _ends_mention(tokens: Sequence[_Tok], i: int, words: frozenset[str]) -> bool:
+    tok = tokens[i]
+    if tok.kind != _WORD or tok.norm not in words:
+        return False
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    return nxt is None or nxt.kind != _WORD or nxt.norm not in words
 
 
 def _text_corroborated(wid: _WatchId, phrase: _Phrase, tokens: Sequence[_Tok], i: int, words: frozenset[str]) -> bool:
@@ -703,7 +746,7 @@ def _family_in_text(phrase: _Phrase, tokens: Sequence[_Tok]) -> _Hit | None:
             family_at = i
     if family_at < 0:
         return None
-    return _Hit("family", phrase, tokens[family_at].surface, position=tokens[family_at].end)
+    return _Hit("family", phrase, tokens[family_at].surface, positions=(tokens[family_at].end,))
 
 
 def _occurrence(phrase: _Phrase, tokens: Sequence[_Tok], i: int) -> str:
@@ -752,7 +795,7 @@ def _text_names_manufacturer(dev: _Device, found: frozenset[str], text_key: str)
 
 _VTOK = r"v?\d+(?:[.\-_]\w+)*"
 _TEXT_VERSION_RE = re.compile(
-    r"vers:\S+"
+    r"vers:[^\s,;]+"
     r"|\ball\s+(?:software\s+|firmware\s+)?versions\b"
     rf"|(?:(?:software|firmware)\s+)?versions?\s+(?:prior\s+to|before|up\s+to)\s+(?:version\s+)?{_VTOK}"
     rf"|(?:(?:software|firmware)\s+)?versions?\s+{_VTOK}(?:\s*\([^)]*\))?"
@@ -763,6 +806,21 @@ _TEXT_VERSION_RE = re.compile(
     re.IGNORECASE,
 )
 _SEGMENT_END_RE = re.compile(r"[;|\n]|\.\s")
+_VERSION_CONTINUES_RE = re.compile(r"\|\s*(?:software\s+|firmware\s+)?(?:versions?|vers?)\b", re.IGNORECASE)
+
+
+def _version_after(text: str, position: int) -> str:
+    """The version phrase right after a mention, within its list item ("Product | Version 1.1" too)."""
+    end = len(text)
+    for m in _SEGMENT_END_RE.finditer(text, position):
+        if not _VERSION_CONTINUES_RE.match(text, m.start()):
+            end = m.start()
+            break
+    found = _TEXT_VERSION_RE.search(text, position, end)
+    if not found:
+        return ""
+    phrase = found.group(0).strip().rstrip(".,;)")
+    return "all versions" if re.fullmatch(r"all\s+.*versions", phrase, re.IGNORECASE) else phrase
 _SECTION_RE = re.compile(r"AFFECTED PRODUCTS(.*?)(?:\n\s*\d+(?:\.\d+)*\s+[A-Z]|\Z)", re.DOTALL)
 _NOT_AFFECTED = frozenset({"fixed", "first_fixed", "known_not_affected", "recommended", "last_fixed"})
 
@@ -771,11 +829,14 @@ _NOT_AFFECTED = frozenset({"fixed", "first_fixed", "known_not_affected", "recomm
 class _Verdict:
     affected: bool | None
     words: str  # the verdict in plain words, with the advisory's own expression
+    from_models: bool = False  # "all versions" only because the version field lists models
 
 
 def _verdict(firmware: str | None, expression: str, *, models_only: bool = False) -> _Verdict:
     fw = (firmware or "").strip() or None
-    if models_only or is_all_versions(expression):
+    if models_only:
+        return _Verdict(True, f'all versions of the models listed ("{expression.strip()}") are affected', True)
+    if is_all_versions(expression):
         shown = f' ("{expression.strip()}")' if expression.strip() else ""
         return _Verdict(True, f"all versions are affected{shown}")
     got = evaluate(fw, expression)
@@ -797,15 +858,12 @@ def _fixed_verdict(firmware: str | None, expression: str, status: str) -> _Verdi
     return _Verdict(None, f'the advisory lists "{expression.strip()}" as {label} (check your version; undecided)')
 
 
-def _text_verdict(firmware: str | None, text: str, position: int) -> _Verdict:
-    """The version an item's text gives for the matched model: the nearest phrase after it, else the
-    one version phrase of a CISA-style "AFFECTED PRODUCTS" section."""
-    if position >= 0:
-        end_match = _SEGMENT_END_RE.search(text, position)
-        segment = text[position : end_match.start() if end_match else len(text)]
-        found = _TEXT_VERSION_RE.search(segment)
-        if found:
-            return _verdict(firmware, found.group(0))
+def _text_verdict(firmware: str | None, text: str, positions: Sequence[int]) -> _Verdict:
+    """The version an item's text gives for the matched model: the nearest phrase after each mention
+    of it, else the one version phrase of a CISA-style "AFFECTED PRODUCTS" section."""
+    phrases = [p for p in (_version_after(text, pos) for pos in positions) if p]
+    if phrases:
+        return _verdict(firmware, " | ".join(dict.fromkeys(phrases)))
     section = _SECTION_RE.search(text)
     if section:
         phrases = {m.group(0).strip() for m in _TEXT_VERSION_RE.finditer(section.group(1))}
@@ -881,13 +939,17 @@ def _match_device(adv: _CompiledAdvisory, dev: _Device, aliases: ManufacturerAli
     found: list[_Found] = []
     mfr_note = ""
     if adv.informative:
-        for info in adv.products:
-            if not _vendor_matches(dev, info.vendor, info.vendor_key, adv.named, adv.medical):
-                continue
+        vendors = [info for info in adv.products if _vendor_matches(dev, info.vendor, info.vendor_key, adv.named, adv.medical)]
+        for info in vendors:
             hit = _best_product_hit(dev, info, adv, aliases)
             if hit is not None:
                 found.append(hit)
                 mfr_note = mfr_note or f'vendor "{info.product.vendor}"'
+        if not found and vendors:
+            title_hit = _title_hit(adv, dev)
+            if title_hit is not None:
+                found.append(title_hit)
+                mfr_note = f'vendor "{vendors[0].product.vendor}"'
     else:
         vendor_text = adv.advisory.manufacturer or ""
         text_hit = _text_match(adv, dev, vendor_text, aliases)
@@ -897,6 +959,18 @@ def _match_device(adv: _CompiledAdvisory, dev: _Device, aliases: ManufacturerAli
     if not found:
         return None
     return _build_match(adv.advisory, dev, found, mfr_note)
+
+
+def _title_hit(adv: _CompiledAdvisory, dev: _Device) -> _Found | None:
+    """The title names the watched model though no listed product does ("B. Braun Infusomat Space ...")."""
+    title = _compile_text(adv.advisory.title, dev.mfr_forms)
+    for phrase in dev.phrases:
+        hit = _match_text(phrase, title, family=False)
+        if hit is not None:
+            titled = _Hit(hit.kind, phrase, hit.token, in_title=True)
+            words = "its product list does not name the model, so the affected versions are unknown (undecided)"
+            return _Found(titled, None, _Verdict(None, words), True)
+    return None
 
 
 def _best_product_hit(
@@ -909,13 +983,13 @@ def _best_product_hit(
             if hit is not None:
                 verdict = _verdict_for(dev, info.product, hit, info.version_models)
                 if not info.product.version.strip():
-                    verdict = _text_verdict(dev.device.firmware, text.text, hit.position)
+                    verdict = _text_verdict(dev.device.firmware, text.text, hit.positions)
                 return _Found(hit, info.product, verdict, info.product.status not in _NOT_AFFECTED)
         return None
     best: _Hit | None = None
     for phrase in dev.phrases:
         hit = _match_product(phrase, info)
-        if hit is not None and (best is None or _rank(hit) < _rank(best)):
+        if hit is not None and (best is None or hit.rank < best.rank):
             best = hit
     if best is None:
         return None
@@ -923,19 +997,17 @@ def _best_product_hit(
     return _Found(best, info.product, verdict, info.product.status not in _NOT_AFFECTED)
 
 
-def _rank(hit: _Hit) -> int:
-    return {"model": 0, "name": 1, "family": 2}[hit.kind]
-
-
 def _verdict_for(dev: _Device, product: Product, hit: _Hit, version_models: bool) -> _Verdict:
     firmware = dev.device.firmware
     if product.status in _NOT_AFFECTED:
         return _fixed_verdict(firmware, product.version, product.status)
     if product.status == "under_investigation":
-        return _Verdict(None, f'the vendor is still investigating "{product.version.strip() or product.name}" (undecided)')
-    if version_models:
-        return _verdict(firmware, product.version, models_only=True)
-    return _verdict(firmware, product.version)
+        shown = product.version.strip() or product.name
+        return _Verdict(None, f'the vendor is still investigating "{shown}" (undecided)')
+    # a version field that lists models ("MMT-523 / MMT-723 Paradigm Revel", "24950 | 24952") puts
+    # no limit on the version of the model it names
+    models_only = version_models and (hit.in_version or _only_model_numbers(product.version))
+    return _verdict(firmware, product.version, models_only=models_only)
 
 
 def _text_match(
@@ -949,29 +1021,42 @@ def _text_match(
     else:
         if not _text_names_manufacturer(dev, adv.named, adv.text_key):
             return None
-        shown = sorted(adv.named & dev.accept) or [dev.device.manufacturer]
-        note = f'named as "{shown[0]}" in the text'
+        note = f'named as "{_surface_name(adv, dev)}" in the text'
     text = adv.text(dev.mfr_forms)
     for phrase in dev.phrases:
         hit = _match_text(phrase, text)
         if hit is not None:
-            verdict = _text_verdict(dev.device.firmware, text.text, hit.position)
+            verdict = _text_verdict(dev.device.firmware, text.text, hit.positions)
             return _Found(hit, None, verdict, True), note
     return None
 
 
+def _surface_name(adv: _CompiledAdvisory, dev: _Device) -> str:
+    """The manufacturer's name as the text writes it ("BD", not our canonical name)."""
+    text = _folded(f"{adv.advisory.title}\n{adv.advisory.summary}")
+    own = _form_words([dev.device.manufacturer, *([dev.canonical] if dev.canonical else [])], [])
+    for words in (*own, *dev.mfr_forms):
+        m = re.search(r"(?<![A-Za-z0-9])" + r"[^A-Za-z0-9]+".join(map(re.escape, words)) + r"(?![A-Za-z0-9])", text, re.I)
+        if m:
+            return m.group(0)
+    return dev.device.manufacturer
+
+
 def _build_match(advisory: Advisory, dev: _Device, found: list[_Found], mfr_note: str) -> Match:
-    # the most specific way of matching decides: a model number beats a family name
-    best_rank = min(_rank(f.hit) for f in found)
-    decisive = [f for f in found if _rank(f.hit) == best_rank]
-    affected_ones = [f for f in decisive if f.affected_status]
-    pool = affected_ones or decisive
+    # Affected when any matched product says so; not affected only when every one says not. Products
+    # listed as fixed never make a device affected.
+    affected_ones = [f for f in found if f.affected_status]
+    pool = affected_ones or found
     values = [f.verdict.affected for f in pool]
-    if affected_ones:
-        affected = True if True in values else (False if values and all(v is False for v in values) else None)
-    else:
-        affected = False if values and all(v is False for v in values) else None
-    lead = next((f for f in pool if f.verdict.affected == affected), pool[0])
+    affected: bool | None = None
+    if affected_ones and True in values:
+        affected = True
+    elif all(v is False for v in values):
+        affected = False
+    agreeing = [f for f in pool if f.verdict.affected == affected] or pool
+    # the most specific match explains best: a model number over a family name, a real version range
+    # over a list of models
+    lead = min(agreeing, key=lambda f: (f.hit.rank, f.verdict.from_models))
     why = _why(dev, lead, mfr_note, len(found))
     products = tuple(f.product for f in found if f.product is not None)
     return Match(advisory=advisory, device=dev.device, affected=affected, why=why, matched_products=products)
@@ -1000,8 +1085,9 @@ def _product_what(product: Product, hit: _Hit) -> str:
 
 
 def _text_what(hit: _Hit) -> str:
+    where = "title" if hit.in_title else "text"
     if hit.kind == "model":
-        return f"text names model {hit.token}"
+        return f"{where} names model {hit.token}"
     if hit.kind == "name":
-        return f'text names "{hit.phrase.text}"'
+        return f'{where} names "{hit.phrase.text}"'
     return f'text names the product family "{hit.token}" of watched model "{hit.phrase.text}"'
