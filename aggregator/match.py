@@ -17,6 +17,7 @@ and some products are named only as a family ("Alaris PC Unit"). The rules, in s
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tomllib
 import unicodedata
@@ -32,19 +33,24 @@ from aggregator.versions import evaluate, is_all_versions, looks_like_version
 
 # --- manufacturer aliases --------------------------------------------------------------------
 
-_CORPORATE = frozenset(
-    "inc incorporated ltd limited llc lp corp corporation co company ag gmbh sa se plc nv n v bv oy ab "
-    "spa srl kg kk pty group holdings the".split()
+
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_CORPORATE = _word_set(
+    """
+    inc incorporated ltd limited llc lp corp corporation co company ag gmbh sa se plc nv n v bv oy ab
+    spa srl kg kk pty group holdings the
+    """
 )
 
 
 def _fold(text: str) -> str:
     """Accents and mojibake ("YhtymÃ¤") folded away; case kept."""
     if "Ã" in text or "Â" in text:
-        try:
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             text = text.encode("latin-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -202,26 +208,31 @@ def _display_core(vendor: str) -> str:
 
 _WORD, _ID, _VER = 0, 1, 2
 
-_GENERIC = frozenset(
+_GENERIC = _word_set(
     """
-    A AN THE AND OR WITH WITHOUT FOR OF ALL ONLY INCLUDING INCLUDES NOT NEW OTHER USED USE TO IN ON BY AT FROM
-    AS IS ARE BE BEEN MAY CAN THAT THIS THESE THOSE ITS IT NO NUMBER TYPE EDITION GENERATION VIA PER
-    PUMP PUMPS MONITOR MONITORS MONITORING SYSTEM SYSTEMS SERIES SOFTWARE DEVICE DEVICES UNIT UNITS MODEL MODELS
-    VERSION VERSIONS MODULE MODULES CONTROLLER CONTROLLERS REMOTE PROGRAMMER PROGRAMMERS STATION STATIONS
-    SERVER SERVERS APPLICATION APPLICATIONS APP APPS MOBILE ANDROID IOS WEB CLOUD PRODUCT PRODUCTS FAMILY
-    FAMILIES PLATFORM PLATFORMS FIRMWARE HARDWARE KIT KITS HANDHELD PATIENT PATIENTS MEDICAL INFUSION INSULIN
-    SYRINGE WIRELESS WIFI WI FI WLAN LAN NETWORK NETWORKED HUB READER READERS TRANSMITTER TRANSMITTERS RECEIVER
-    RECEIVERS VENTILATOR VENTILATORS BED BEDS SCANNER SCANNERS IMAGING ULTRASOUND DEFIBRILLATOR DEFIBRILLATORS
-    PACEMAKER PACEMAKERS ANALYZER ANALYZERS VIEWER VIEWERS SOLUTION SOLUTIONS SUITE TOOL TOOLS SERVICE SERVICES
-    UTILITY DATA DATABASE MANAGEMENT HEALTHCARE HEALTH DIABETES BLOOD GLUCOSE METER METERS SENSOR SENSORS
-    INC LTD CORP CO LLC AG GMBH US USA UNITED STATES OUTSIDE AFFECTED VULNERABILITY VULNERABILITIES UPDATE
-    RECALL RECALLS RECALLED CORRECTION ISSUES ISSUE DUE RISK RISKS POTENTIAL CERTAIN CYBERSECURITY SECURITY
-    FDA CLASS MODELS TECHNOLOGY TECHNOLOGIES COMPUTER WORKSTATION WORKSTATIONS EQUIPMENT INSTRUMENT
-    INSTRUMENTS MACHINE MACHINES SET SETS TERMINAL ACCESSORY ACCESSORIES COMPONENT COMPONENTS OPTION
-    """.split()
+    A AN THE AND OR WITH WITHOUT FOR OF ALL ONLY INCLUDING INCLUDES NOT NEW OTHER USED USE TO IN ON BY
+    AT FROM AS IS ARE BE BEEN MAY CAN THAT THIS THESE THOSE ITS IT NO NUMBER TYPE EDITION GENERATION
+    VIA PER PUMP PUMPS MONITOR MONITORS MONITORING SYSTEM SYSTEMS SERIES SOFTWARE DEVICE DEVICES UNIT
+    UNITS MODEL MODELS VERSION VERSIONS MODULE MODULES CONTROLLER CONTROLLERS REMOTE PROGRAMMER
+    PROGRAMMERS STATION STATIONS SERVER SERVERS APPLICATION APPLICATIONS APP APPS MOBILE ANDROID IOS
+    WEB CLOUD PRODUCT PRODUCTS FAMILY FAMILIES PLATFORM PLATFORMS FIRMWARE HARDWARE KIT KITS HANDHELD
+    PATIENT PATIENTS MEDICAL INFUSION INSULIN SYRINGE WIRELESS WIFI WI FI WLAN LAN NETWORK NETWORKED
+    HUB READER READERS TRANSMITTER TRANSMITTERS RECEIVER RECEIVERS VENTILATOR VENTILATORS BED BEDS
+    SCANNER SCANNERS IMAGING ULTRASOUND DEFIBRILLATOR DEFIBRILLATORS PACEMAKER PACEMAKERS ANALYZER
+    ANALYZERS VIEWER VIEWERS SOLUTION SOLUTIONS SUITE TOOL TOOLS SERVICE SERVICES UTILITY DATA DATABASE
+    MANAGEMENT HEALTHCARE HEALTH DIABETES BLOOD GLUCOSE METER METERS SENSOR SENSORS INC LTD CORP CO LLC
+    AG GMBH US USA UNITED STATES OUTSIDE AFFECTED VULNERABILITY VULNERABILITIES UPDATE RECALL RECALLS
+    RECALLED CORRECTION ISSUES ISSUE DUE RISK RISKS POTENTIAL CERTAIN CYBERSECURITY SECURITY FDA CLASS
+    MODELS TECHNOLOGY TECHNOLOGIES COMPUTER WORKSTATION WORKSTATIONS EQUIPMENT INSTRUMENT INSTRUMENTS
+    MACHINE MACHINES SET SETS TERMINAL ACCESSORY ACCESSORIES COMPONENT COMPONENTS OPTION
+    """
 )
 # A family word's phrase ends at these in running text: "Paradigm and 508 MiniMed pumps" is two products.
-_PHRASE_STOP = frozenset("AND OR WITH WITHOUT USED FOR TO BY FROM DUE THAT WHICH WHEN IF BUT NOR VIA".split())
+_PHRASE_STOP = _word_set(
+    """
+    AND OR WITH WITHOUT USED FOR TO BY FROM DUE THAT WHICH WHEN IF BUT NOR VIA
+    """
+)
 _STRONG_BOUNDARY = re.compile(r"[.;:|\n!?]")
 _RUN_RE = re.compile(r"[A-Za-z0-9]+")
 _OPTIONAL_SUFFIX_RE = re.compile(r"\(([A-Za-z]{1,2})\)")
@@ -331,11 +342,7 @@ def _run_tokens(text: str, run: str, start: int, end: int, sep: str, previous: l
     prefix = ""
     prev = previous[-1] if previous else None
     if (
-        prev is not None
-        and prev.kind == _WORD
-        and sep == "-"
-        and len(prev.surface) <= 4
-        and prev.surface.isupper()
+        prev is not None and prev.kind == _WORD and sep == "-" and len(prev.surface) <= 4 and prev.surface.isupper()
     ):  # "MMT-522", "CNS-6201": the code before the hyphen is part of the model number
         prefix = prev.norm
         previous.pop()
@@ -418,7 +425,7 @@ def model_tokens(text: str) -> frozenset[str]:
             if tok.prefix:
                 found.add(tok.prefix + core)
             digits = re.match(r"\d+", core)
-            if digits and len(digits.group(0)) >= 3 or (not tok.prefix and re.search(r"[A-Z]", core)):
+            if (digits and len(digits.group(0)) >= 3) or (not tok.prefix and re.search(r"[A-Z]", core)):
                 found.add(core)
     return frozenset(found)
 
@@ -567,7 +574,8 @@ def _only_model_numbers(version: str) -> bool:
 def _compile_product(product: Product, aliases: ManufacturerAliases) -> _ProductInfo:
     vendor = aliases.find(product.vendor) if product.vendor else frozenset()
     vendor_key = _name_key(product.vendor)
-    forms = _form_words(_family_forms(aliases, vendor | _all_related(aliases, vendor), [product.vendor]), [product.vendor])
+    related = vendor | _all_related(aliases, vendor)
+    forms = _form_words(_family_forms(aliases, related, [product.vendor]), [product.vendor])
     name_tokens = [_copy(t) for t in _tokenize(product.name)]
     version_models = _version_names_models(product.version)
     version_tokens: list[_Tok] = []
@@ -642,7 +650,7 @@ def _prefix_ok(prefix: str, wid: _WatchId, *, strict: bool) -> bool:
         return False
     # "MMT-508" and "MiniMed 508" are one model; "T1" and "1" are not
     digits = re.match(r"\d+", wid.core)
-    return bool(digits) and len(digits.group(0)) >= 3
+    return digits is not None and len(digits.group(0)) >= 3
 
 
 def _match_product(phrase: _Phrase, info: _ProductInfo) -> _Hit | None:
@@ -770,7 +778,9 @@ def _occurrence(phrase: _Phrase, tokens: Sequence[_Tok], i: int) -> str:
 # --- manufacturer matching -------------------------------------------------------------------
 
 
-def _vendor_matches(dev: _Device, vendor: frozenset[str], vendor_key: str, named: frozenset[str], medical: bool) -> bool:
+def _vendor_matches(
+    dev: _Device, vendor: frozenset[str], vendor_key: str, named: frozenset[str], medical: bool
+) -> bool:
     """Does a vendor field name the watched manufacturer (or a company it bought)?"""
     if vendor & dev.accept:
         return True
@@ -821,6 +831,8 @@ def _version_after(text: str, position: int) -> str:
         return ""
     phrase = found.group(0).strip().rstrip(".,;)")
     return "all versions" if re.fullmatch(r"all\s+.*versions", phrase, re.IGNORECASE) else phrase
+
+
 _SECTION_RE = re.compile(r"AFFECTED PRODUCTS(.*?)(?:\n\s*\d+(?:\.\d+)*\s+[A-Z]|\Z)", re.DOTALL)
 _NOT_AFFECTED = frozenset({"fixed", "first_fixed", "known_not_affected", "recommended", "last_fixed"})
 
@@ -866,9 +878,9 @@ def _text_verdict(firmware: str | None, text: str, positions: Sequence[int]) -> 
         return _verdict(firmware, " | ".join(dict.fromkeys(phrases)))
     section = _SECTION_RE.search(text)
     if section:
-        phrases = {m.group(0).strip() for m in _TEXT_VERSION_RE.finditer(section.group(1))}
-        if len(phrases) == 1:
-            return _verdict(firmware, phrases.pop())
+        listed = {m.group(0).strip() for m in _TEXT_VERSION_RE.finditer(section.group(1))}
+        if len(listed) == 1:
+            return _verdict(firmware, listed.pop())
     return _Verdict(None, "the advisory gives no version range (undecided)")
 
 
@@ -909,9 +921,8 @@ def _compile_advisory(advisory: Advisory, aliases: ManufacturerAliases) -> _Comp
     informative = any(p.ids or p.words for p in products)
     medical = (advisory.advisory_id or "").upper().startswith("ICSMA") or advisory.kind == SourceKind.OPENFDA
     context = " ".join([advisory.title, advisory.summary[:2000], *(p.name for p in advisory.products)])
-    return _CompiledAdvisory(
-        advisory, products, informative, medical, aliases.find(context), _name_key(advisory.title + " " + advisory.summary)
-    )
+    text_key = _name_key(f"{advisory.title} {advisory.summary}")
+    return _CompiledAdvisory(advisory, products, informative, medical, aliases.find(context), text_key)
 
 
 def match_advisory(advisory: Advisory, devices: Sequence[WatchedDevice], aliases: ManufacturerAliases) -> list[Match]:
@@ -939,7 +950,9 @@ def _match_device(adv: _CompiledAdvisory, dev: _Device, aliases: ManufacturerAli
     found: list[_Found] = []
     mfr_note = ""
     if adv.informative:
-        vendors = [info for info in adv.products if _vendor_matches(dev, info.vendor, info.vendor_key, adv.named, adv.medical)]
+        vendors = [
+            info for info in adv.products if _vendor_matches(dev, info.vendor, info.vendor_key, adv.named, adv.medical)
+        ]
         for info in vendors:
             hit = _best_product_hit(dev, info, adv, aliases)
             if hit is not None:
@@ -1036,7 +1049,8 @@ def _surface_name(adv: _CompiledAdvisory, dev: _Device) -> str:
     text = _folded(f"{adv.advisory.title}\n{adv.advisory.summary}")
     own = _form_words([dev.device.manufacturer, *([dev.canonical] if dev.canonical else [])], [])
     for words in (*own, *dev.mfr_forms):
-        m = re.search(r"(?<![A-Za-z0-9])" + r"[^A-Za-z0-9]+".join(map(re.escape, words)) + r"(?![A-Za-z0-9])", text, re.I)
+        pattern = r"(?<![A-Za-z0-9])" + r"[^A-Za-z0-9]+".join(map(re.escape, words)) + r"(?![A-Za-z0-9])"
+        m = re.search(pattern, text, re.IGNORECASE)
         if m:
             return m.group(0)
     return dev.device.manufacturer
@@ -1065,10 +1079,7 @@ def _build_match(advisory: Advisory, dev: _Device, found: list[_Found], mfr_note
 def _why(dev: _Device, lead: _Found, mfr_note: str, count: int) -> str:
     hit = lead.hit
     who = f"{dev.device.manufacturer} ({mfr_note})"
-    if lead.product is None:
-        what = _text_what(hit)
-    else:
-        what = _product_what(lead.product, hit)
+    what = _text_what(hit) if lead.product is None else _product_what(lead.product, hit)
     more = f" (and {count - 1} more matching product{'s' if count > 2 else ''})" if count > 1 else ""
     return f"{who} {what}{more}; {lead.verdict.words}"
 
