@@ -711,18 +711,31 @@ def _match_text(phrase: _Phrase, text: _Text, *, family: bool = True) -> _Hit | 
     if not phrase.ids:
         if not phrase.words <= text.words:
             return None
-        # the version, if any, follows the last watched word of each mention
-        ends = [t.end for i, t in enumerate(tokens) if _ends_mention(tokens, i, phrase.words)]
-        return _Hit("name", phrase, phrase.text, positions=tuple(ends))
+        ends = _mentions(tokens, phrase.words)
+        return _Hit("name", phrase, phrase.text, positions=ends) if ends else None
     return _family_in_text(phrase, tokens) if family else None
 
 
-def _ends_mention(tokens: Sequence[_Tok], i: int, words: frozenset[str]) -> bool:
-    tok = tokens[i]
-    if tok.kind != _WORD or tok.norm not in words:
-        return False
-    nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-    return nxt is None or nxt.kind != _WORD or nxt.norm not in words
+def _mentions(tokens: Sequence[_Tok], words: frozenset[str]) -> tuple[int, ...]:
+    """Where every watched word appears close together ("Connex Spot Monitor", not "Connex ... spot
+    check" two sentences apart); the offset after the last word, where a version would follow."""
+    ends: list[int] = []
+    reach = len(words) + 3
+    for i, tok in enumerate(tokens):
+        if tok.kind != _WORD or tok.norm not in words:
+            continue
+        seen = {tok.norm}
+        for j in range(i + 1, min(len(tokens), i + reach)):
+            if _STRONG_BOUNDARY.search(tokens[j].sep):
+                break
+            if tokens[j].kind == _WORD and tokens[j].norm in words:
+                seen.add(tokens[j].norm)
+                if seen == words:
+                    ends.append(tokens[j].end)
+                    break
+        if seen == words and len(words) == 1:
+            ends.append(tok.end)
+    return tuple(dict.fromkeys(ends))
 
 
 def _text_corroborated(wid: _WatchId, phrase: _Phrase, tokens: Sequence[_Tok], i: int, words: frozenset[str]) -> bool:
@@ -778,20 +791,18 @@ def _occurrence(phrase: _Phrase, tokens: Sequence[_Tok], i: int) -> str:
 # --- manufacturer matching -------------------------------------------------------------------
 
 
-def _vendor_matches(
-    dev: _Device, vendor: frozenset[str], vendor_key: str, named: frozenset[str], medical: bool
-) -> bool:
+def _vendor_matches(dev: _Device, vendor: frozenset[str], vendor_key: str, adv: _CompiledAdvisory) -> bool:
     """Does a vendor field name the watched manufacturer (or a company it bought)?"""
     if vendor & dev.accept:
         return True
     core = _core_key(dev.key)
-    vendor_core = _core_key(vendor_key)
     if core and _contains_words(vendor_key, core):
         return True
+    vendor_core = _core_key(vendor_key)
     parent_like = bool(vendor & dev.ancestors) or bool(vendor_core and _contains_words(dev.key, vendor_core))
-    # the vendor is the parent ("Baxter" for a Welch Allyn device): only when the advisory names the
-    # acquired company too, or is a medical advisory where the parent's name stands for its devices
-    return parent_like and (medical or bool(named & dev.accept) or _contains_words(_name_key(" ".join(named)), core))
+    # The vendor is the parent ("Baxter" for a Welch Allyn device): only when the advisory also names
+    # the acquired company, or is a medical advisory, where the parent's name stands for its devices.
+    return parent_like and (adv.medical or _text_names_manufacturer(dev, adv.named, adv.context_key))
 
 
 def _text_names_manufacturer(dev: _Device, found: frozenset[str], text_key: str) -> bool:
@@ -902,7 +913,7 @@ class _CompiledAdvisory:
     informative: bool
     medical: bool
     named: frozenset[str]  # listed manufacturers the title/summary/products name
-    text_key: str
+    context_key: str  # title, summary and product names as a name key
     _texts: dict[tuple[tuple[str, ...], ...], _Text] = field(default_factory=dict)
 
     def text(self, forms: tuple[tuple[str, ...], ...]) -> _Text:
@@ -920,9 +931,8 @@ def _compile_advisory(advisory: Advisory, aliases: ManufacturerAliases) -> _Comp
     products = tuple(_compile_product(p, aliases) for p in advisory.products)
     informative = any(p.ids or p.words for p in products)
     medical = (advisory.advisory_id or "").upper().startswith("ICSMA") or advisory.kind == SourceKind.OPENFDA
-    context = " ".join([advisory.title, advisory.summary[:2000], *(p.name for p in advisory.products)])
-    text_key = _name_key(f"{advisory.title} {advisory.summary}")
-    return _CompiledAdvisory(advisory, products, informative, medical, aliases.find(context), text_key)
+    context = " ".join([advisory.title, advisory.summary, *(p.name for p in advisory.products)])
+    return _CompiledAdvisory(advisory, products, informative, medical, aliases.find(context), _name_key(context))
 
 
 def match_advisory(advisory: Advisory, devices: Sequence[WatchedDevice], aliases: ManufacturerAliases) -> list[Match]:
@@ -951,7 +961,7 @@ def _match_device(adv: _CompiledAdvisory, dev: _Device, aliases: ManufacturerAli
     mfr_note = ""
     if adv.informative:
         vendors = [
-            info for info in adv.products if _vendor_matches(dev, info.vendor, info.vendor_key, adv.named, adv.medical)
+            info for info in adv.products if _vendor_matches(dev, info.vendor, info.vendor_key, adv)
         ]
         for info in vendors:
             hit = _best_product_hit(dev, info, adv, aliases)
@@ -1028,11 +1038,11 @@ def _text_match(
 ) -> tuple[_Found, str] | None:
     if vendor_text:
         vendor = aliases.find(vendor_text)
-        if not _vendor_matches(dev, vendor, _name_key(vendor_text), adv.named, adv.medical):
+        if not _vendor_matches(dev, vendor, _name_key(vendor_text), adv):
             return None
         note = f'vendor "{vendor_text.strip()}"'
     else:
-        if not _text_names_manufacturer(dev, adv.named, adv.text_key):
+        if not _text_names_manufacturer(dev, adv.named, adv.context_key):
             return None
         note = f'named as "{_surface_name(adv, dev)}" in the text'
     text = adv.text(dev.mfr_forms)
