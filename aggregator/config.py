@@ -84,6 +84,7 @@ class NotifyConfig:
     skip_unaffected: bool = False  # alerts where the firmware is outside the range are still stored
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    failure_repeat: float = 86400.0  # repeat "source is failing" this often while it lasts
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +387,9 @@ class _Validator:
 
     def notify(self) -> NotifyConfig:
         table = self.table("notify")
-        self.unknown_keys("notify.", table, {"urls", "skip_unaffected", "max_attempts", "failure_threshold"})
+        self.unknown_keys(
+            "notify.", table, {"urls", "skip_unaffected", "max_attempts", "failure_threshold", "failure_repeat"}
+        )
         targets: list[NotifyTarget] = []
         for i, url in enumerate(self.strings("notify.urls", table.get("urls")), start=1):
             masked = mask_url(url) if self.check_targets else url.split("://", 1)[0] + "://****"
@@ -405,7 +408,8 @@ class _Validator:
                 self.problem(f"notify.{key}", f"expected a whole number of at least 1, got {_describe(value)}")
                 value = default
             counts[key] = value
-        return NotifyConfig(tuple(targets), skip, counts["max_attempts"], counts["failure_threshold"])
+        repeat = self.duration("notify.failure_repeat", table.get("failure_repeat"), 86400.0)
+        return NotifyConfig(tuple(targets), skip, counts["max_attempts"], counts["failure_threshold"], repeat)
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
         table = self.table("aliases")

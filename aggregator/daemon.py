@@ -17,7 +17,7 @@ from aggregator.config import Config, SourceConfig
 from aggregator.dedup import event_matches, fold
 from aggregator.match import load_aliases, match_all
 from aggregator.models import FeedState, PollResult
-from aggregator.notify import DeliveryFailure, Notifier, queue_alerts
+from aggregator.notify import DeliveryFailure, Notifier, queue_alerts, queue_notice
 from aggregator.sources import poll_source
 from aggregator.sources.http import Fetcher, sleep_or_stop
 from aggregator.store import Store, now_utc
@@ -98,47 +98,94 @@ class Daemon:
     ) -> None:
         report.polled.append(source.name)
         if result.ok:
-            changed = self.store.upsert_advisories(result.advisories, now)
-            report.new_items += changed
-            items = state.items if result.not_modified else len(result.advisories)
-            if state.outcome == "failed":
-                log.info("source %s recovered after %d failed polls", source.name, state.consecutive_failures)
-            log.info(
-                "polled %s: %s",
-                source.name,
-                "not modified" if result.not_modified else f"{len(result.advisories)} items, {changed} new or changed",
-            )
-            new_state = replace(
-                state,
-                etag=result.etag,
-                last_modified=result.last_modified,
-                last_poll=now,
-                last_success=now,
-                outcome="not-modified" if result.not_modified else "ok",
-                error=None,
-                items=items,
-                consecutive_failures=0,
-                next_poll=now + timedelta(seconds=_jittered(source.interval)),
-                cursor=result.cursor if result.cursor is not None else state.cursor,
-            )
+            new_state = self._record_success(source, state, result, now, report)
         else:
-            failures = state.consecutive_failures + 1
-            report.failed_sources.append((source.name, result.error or "failed"))
-            if state.error != result.error:  # one log line per change of state, not per poll
-                log.error("source %s failed: %s", source.name, result.error)
-            else:
-                log.debug("source %s still failing (%d in a row): %s", source.name, failures, result.error)
-            delay = min(source.interval, FAILURE_RETRY_MIN * 2 ** min(failures - 1, 10))
-            delay = max(delay, retry_after or 0.0)
-            new_state = replace(
-                state,
-                last_poll=now,
-                outcome="failed",
-                error=result.error,
-                consecutive_failures=failures,
-                next_poll=now + timedelta(seconds=_jittered(delay)),
-            )
+            new_state = self._record_failure(source, state, result, retry_after, now, report)
         self.store.save_feed_state(new_state)
+
+    def _record_success(
+        self, source: SourceConfig, state: FeedState, result: PollResult, now: datetime, report: CycleReport
+    ) -> FeedState:
+        changed = self.store.upsert_advisories(result.advisories, now)
+        report.new_items += changed
+        for problem in result.problems:
+            log.warning("source %s: %s", source.name, problem)
+        if state.outcome == "failed":
+            log.info("source %s recovered after %d failed polls", source.name, state.consecutive_failures)
+        if state.failure_notified is not None:
+            queue_notice(
+                self.store,
+                self.config.notify,
+                f"source:{source.name}",
+                "source-recovered",
+                f"aggregator: source {source.name} works again",
+                f'The source "{source.name}" ({source.kind}) was polled successfully again after '
+                f"{state.consecutive_failures} failed polls. Advisories published meanwhile are picked up now.",
+                now,
+            )
+        log.info(
+            "polled %s: %s",
+            source.name,
+            "not modified" if result.not_modified else f"{len(result.advisories)} items, {changed} new or changed",
+        )
+        return replace(
+            state,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            last_poll=now,
+            last_success=now,
+            outcome="not-modified" if result.not_modified else "ok",
+            error=None,
+            items=state.items if result.not_modified else len(result.advisories),
+            consecutive_failures=0,
+            next_poll=now + timedelta(seconds=_jittered(source.interval)),
+            cursor=result.cursor if result.cursor is not None else state.cursor,
+            failure_notified=None,
+        )
+
+    def _record_failure(
+        self,
+        source: SourceConfig,
+        state: FeedState,
+        result: PollResult,
+        retry_after: float | None,
+        now: datetime,
+        report: CycleReport,
+    ) -> FeedState:
+        failures = state.consecutive_failures + 1
+        report.failed_sources.append((source.name, result.error or "failed"))
+        if state.error != result.error:  # one log line per change of state, not per poll
+            log.error("source %s failed: %s", source.name, result.error)
+        else:
+            log.debug("source %s still failing (%d in a row): %s", source.name, failures, result.error)
+        notified = state.failure_notified
+        repeat = timedelta(seconds=self.config.notify.failure_repeat)
+        if failures >= self.config.notify.failure_threshold and (notified is None or now - notified >= repeat):
+            since = state.last_success.date().isoformat() if state.last_success else "never"
+            queue_notice(
+                self.store,
+                self.config.notify,
+                f"source:{source.name}",
+                "source-failing",
+                f"aggregator: source {source.name} is failing",
+                f'The source "{source.name}" ({source.kind}) failed {failures} polls in a row.\n'
+                f"Last error: {result.error}\nLast successful poll: {since}.\n\n"
+                "Until it recovers, advisories from this source cannot reach you: silence from aggregator "
+                "does not mean nothing was published. aggregator keeps retrying and will tell you when it works again.",
+                now,
+            )
+            notified = now
+        delay = min(source.interval, FAILURE_RETRY_MIN * 2 ** min(failures - 1, 10))
+        delay = max(delay, retry_after or 0.0)
+        return replace(
+            state,
+            last_poll=now,
+            outcome="failed",
+            error=result.error,
+            consecutive_failures=failures,
+            next_poll=now + timedelta(seconds=_jittered(delay)),
+            failure_notified=notified,
+        )
 
     def _queue_alerts(self) -> int:
         """Fold and match everything stored (new sources, new devices and late joiners all count)."""

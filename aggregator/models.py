@@ -112,6 +112,7 @@ class FeedState:
     consecutive_failures: int = 0
     next_poll: datetime | None = None
     cursor: str | None = None  # source-specific incremental marker (CSAF/openFDA window)
+    failure_notified: datetime | None = None  # when the user was last told this source is failing
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,6 +204,14 @@ def queue_alerts(
     return queued
 
 
+def queue_notice(store: Store, notify: NotifyConfig, key: str, kind: str, subject: str, body: str, at: datetime) -> int:
+    """Queue an operational notice (a source failing or recovered) to every target; inside a transaction."""
+    targets = notify.targets or (STDOUT_TARGET,)
+    alert_id = store.add_alert(key, "", kind, subject, body, [(t.key, t.masked) for t in targets], at)
+    log.info("queued %s notice for %s", kind, key)
+    return alert_id
+
+
 class Notifier:
     """Delivers due outbox rows, one Apprise call per (alert, target)."""
 

@@ -79,6 +79,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_due ON deliveries (status, next_attempt);
     """,
+    # 2: "source is failing" notices
+    """
+    ALTER TABLE feed_state ADD COLUMN failure_notified TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -240,6 +244,7 @@ class Store:
             consecutive_failures=row["consecutive_failures"],
             next_poll=_dt(row["next_poll"]),
             cursor=row["cursor"],
+            failure_notified=_dt(row["failure_notified"]),
         )
 
     def all_feed_states(self) -> list[FeedState]:
@@ -249,13 +254,13 @@ class Store:
     def save_feed_state(self, state: FeedState) -> None:
         self.conn.execute(
             """INSERT INTO feed_state (source, etag, last_modified, last_poll, last_success, outcome, error,
-                   items, consecutive_failures, next_poll, cursor)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   items, consecutive_failures, next_poll, cursor, failure_notified)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (source) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
                    last_poll = excluded.last_poll, last_success = excluded.last_success,
                    outcome = excluded.outcome, error = excluded.error, items = excluded.items,
                    consecutive_failures = excluded.consecutive_failures, next_poll = excluded.next_poll,
-                   cursor = excluded.cursor""",
+                   cursor = excluded.cursor, failure_notified = excluded.failure_notified""",
             (
                 state.source,
                 state.etag,
@@ -268,6 +273,7 @@ class Store:
                 state.consecutive_failures,
                 _iso(state.next_poll),
                 state.cursor,
+                _iso(state.failure_notified),
             ),
         )
 

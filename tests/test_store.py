@@ -132,3 +132,35 @@ def test_read_only_open_never_creates(tmp_path: Path) -> None:
     with pytest.raises(StateError):
         Store.open(tmp_path / "missing.sqlite3", create=False)
     assert not (tmp_path / "missing.sqlite3").exists()
+
+
+@pytest.mark.parametrize("version", range(SCHEMA_VERSION))
+def test_migrates_from_every_earlier_version(tmp_path: Path, version: int) -> None:
+    """A state file left by an older aggregator at schema `version` opens, migrates and keeps its data."""
+    from aggregator.store import APPLICATION_ID, MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:version]:
+        db.executescript(script)
+    if version:
+        db.execute(f"PRAGMA user_version = {version}")
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("INSERT INTO feed_state (source, etag, items) VALUES ('cisa', '\"e1\"', 7)")
+        db.execute(
+            "INSERT INTO alerts (id, event_id, device, kind, subject, body, created) "
+            "VALUES (1, 'ICSMA-19-178-01', 'pump', 'new', 's', 'b', '2019-06-27T00:00:00+00:00')"
+        )
+        db.execute(
+            "INSERT INTO deliveries (alert_id, target, label, next_attempt) "
+            "VALUES (1, 'a', 'mail', '2019-06-27T00:00:00+00:00')"
+        )
+    db.commit()
+    db.close()
+    store = Store.open(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    if version:
+        state = store.feed_state("cisa")
+        assert (state.etag, state.items, state.failure_notified) == ('"e1"', 7, None)
+        assert [d.alert_id for d in store.due_deliveries(WHEN + timedelta(days=1), ["a"])] == [1]
+    store.close()
