@@ -17,13 +17,13 @@ Part = tuple[int, int | str]  # (0, number) or (1, letters): numbers order befor
 Key = tuple[Part, ...]
 
 _PREFIX_RE = re.compile(
-    r"^(?:software\s+|firmware\s+)?(?:versions?\b|vers?\b\.?|rev(?:ision)?\b\.?)\s*(?=[\w*<>=])", re.I
+    r"^(?:all\s+)?(?:software\s+|firmware\s+)?(?:versions?\b|vers?\b\.?|rev(?:ision)?\b\.?)\s*(?=[\w*<>=])", re.I
 )
 _V_PREFIX_RE = re.compile(r"^v(?=\d)", re.I)
 _PART_RE = re.compile(r"\d+|[a-z]+", re.I)
 _COMPONENT_SPLIT_RE = re.compile(r"[.\-_\s]+")
 _ALL_RE = re.compile(
-    r"^(?:vers:[a-z0-9.+-]*/\*|\*.*|all(?:\s+(?:software\s+|firmware\s+)?versions?)?(?:\s+.*)?|any(?:\s+versions?)?)$",
+    r"^(?:vers:[a-z0-9.+-]*/\*|\*.*|all|all\s+(?:software\s+|firmware\s+)?versions?\b[^0-9]*|any\s+versions?)$",
     re.I,
 )
 _MONTHS = (
