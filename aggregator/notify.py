@@ -104,10 +104,10 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def _verdict(affected: object) -> str:
     if affected is True:
-        return "affected"
+        return "yes"
     if affected is False:
-        return "not affected (outside the affected range)"
-    return "unknown (check your version)"
+        return "no: your version is outside the affected range"
+    return "unknown: compare your device's version with the affected versions below"
 
 
 def _date(value: datetime | None) -> str:
@@ -134,7 +134,7 @@ def render(em: EventMatch, kind: str, changes: Sequence[str] = ()) -> tuple[str,
         lines.append(f"Link: {primary.url}")
     if changes:
         lines += ["", "What changed:", *(f"  - {c}" for c in changes)]
-    lines += ["", f"Affected: {_verdict(em.affected)}", f"Why it matched: {em.why}"]
+    lines += ["", f"Is your device affected? {_verdict(em.affected)}", f"Why it matched: {em.why}"]
     products = [p for m in em.matches for p in m.matched_products]
     if products:
         lines.append("Affected versions, as the advisory gives them:")

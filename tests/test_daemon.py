@@ -1,0 +1,116 @@
+"""The real daemon loop in its own process: polls on its interval, alerts on new items, stops on SIGTERM/SIGINT.
+
+Feeds are the recorded CISA-shaped RSS served by a real local HTTP server; alerts go to stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT, FeedServer, fixture_bytes, write_config
+from tests.test_e2e import BASE_FEED, feed_with
+
+FEED = fixture_bytes("rss", "cisa-icsma-not-in-csaf.xml")
+
+
+def start_daemon(config: Path, out: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    with out.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "run", "--config", str(config)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT,
+            env=env,
+        )
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text(errors="replace")
+        if text in content:
+            return content
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not seen in:\n{path.read_text(errors='replace')[-3000:]}")
+
+
+def daemon_config(tmp_path: Path, url: str) -> Path:
+    return write_config(
+        tmp_path,
+        f"""
+[daemon]
+state = "state.sqlite3"
+interval = "1s"
+
+[[source]]
+name = "cisa-icsma"
+kind = "rss"
+url = "{url}"
+
+[[watch]]
+name = "monitor"
+manufacturer = "Medtronic"
+models = ["MyCareLink Patient Monitor"]
+
+[[watch]]
+name = "pump"
+manufacturer = "Medtronic"
+models = ["MiniMed 508"]
+""",
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_daemon_polls_alerts_and_stops_cleanly(tmp_path: Path, feed_server: FeedServer, sig: signal.Signals) -> None:
+    url = feed_server.set("/icsma.xml", body=BASE_FEED, etag='"v1"')
+    out = tmp_path / "daemon.log"
+    proc = start_daemon(daemon_config(tmp_path, url), out)
+    try:
+        wait_for_text(out, "ICSMA-25-205-01 affects your monitor")
+        polls = len(feed_server.hits("/icsma.xml"))
+        feed_server.set("/icsma.xml", body=feed_with("ICSMA-19-178-01"), etag='"v2"')
+        content = wait_for_text(out, "ICSMA-19-178-01 affects your pump")
+        assert len(feed_server.hits("/icsma.xml")) > polls, "polled again on its own interval"
+        assert content.count("ICSMA-25-205-01 affects your monitor") == 1, "no repeat of the old alert"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert f"received {sig.name}, stopping" in out.read_text()
+
+
+def test_sigterm_during_a_slow_poll_exits_within_seconds(tmp_path: Path, feed_server: FeedServer) -> None:
+    url = feed_server.set("/icsma.xml", body=FEED, delay=25)
+    out = tmp_path / "daemon.log"
+    proc = start_daemon(daemon_config(tmp_path, url), out)
+    try:
+        deadline = time.monotonic() + 15
+        while not feed_server.hits("/icsma.xml") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert feed_server.hits("/icsma.xml"), "the poll started"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The interrupted poll left the state consistent: the next start polls and alerts normally.
+    feed_server.set("/icsma.xml", body=FEED)
+    proc = start_daemon(daemon_config(tmp_path, url), tmp_path / "second.log")
+    try:
+        wait_for_text(tmp_path / "second.log", "ICSMA-25-205-01 affects your monitor")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
