@@ -773,19 +773,20 @@ def _family_in_text(phrase: _Phrase, tokens: Sequence[_Tok]) -> _Hit | None:
 def _occurrence(phrase: _Phrase, tokens: Sequence[_Tok], i: int) -> str:
     if i > 0 and tokens[i - 1].kind == _ID and not _STRONG_BOUNDARY.search(tokens[i].sep):
         return "conflict"  # "9790 CareLink": another model number right before the name
+    verdict = "family"
     for j in range(i + 1, min(len(tokens), i + 7)):
         tok = tokens[j]
         if _STRONG_BOUNDARY.search(tok.sep):
             break
         if tok.kind == _ID:
-            return "conflict"
+            return "conflict"  # "Alaris PC Unit Model 8015": a model of the family, not ours
         if tok.kind != _WORD or tok.mfr or tok.norm in phrase.words:
             continue
         if tok.norm in _PHRASE_STOP:
             break
         if tok.norm not in _GENERIC and len(tok.norm) > 1:
-            return "other"  # "Alaris Gateway Workstation": a different product of the family
-    return "family"
+            verdict = "other"  # "Alaris Gateway Workstation": a different product of the family
+    return verdict
 
 
 # --- manufacturer matching -------------------------------------------------------------------
@@ -960,9 +961,7 @@ def _match_device(adv: _CompiledAdvisory, dev: _Device, aliases: ManufacturerAli
     found: list[_Found] = []
     mfr_note = ""
     if adv.informative:
-        vendors = [
-            info for info in adv.products if _vendor_matches(dev, info.vendor, info.vendor_key, adv)
-        ]
+        vendors = [info for info in adv.products if _vendor_matches(dev, info.vendor, info.vendor_key, adv)]
         for info in vendors:
             hit = _best_product_hit(dev, info, adv, aliases)
             if hit is not None:
