@@ -45,7 +45,23 @@ def parse_rss(body: bytes, *, source: str) -> list[Advisory]:
     if isinstance(problem, xml.sax.SAXException):
         # A truncated or broken document: half a feed must not pass for the whole feed.
         raise ParseError(f"malformed XML: {problem}")
-    return [_entry_to_advisory(entry, source) for entry in parsed.entries]
+    return _latest_per_entry([_entry_to_advisory(entry, source) for entry in parsed.entries])
+
+
+def _latest_per_entry(advisories: list[Advisory]) -> list[Advisory]:
+    """One advisory per entry id: feeds repeat a guid for an update ("(Update C)") with the same date."""
+    chosen: dict[str, Advisory] = {}
+    for adv in advisories:
+        kept = chosen.get(adv.entry_id)
+        if kept is None or _recency(adv) > _recency(kept):
+            chosen[adv.entry_id] = adv
+    return list(chosen.values())
+
+
+def _recency(adv: Advisory) -> tuple[float, int]:
+    when = adv.updated or adv.published
+    letter = adv.revision[-1] if adv.revision else ""
+    return (when.timestamp() if when else 0.0, ord(letter) if letter else 0)
 
 
 def _entry_to_advisory(entry: Any, source: str) -> Advisory:
