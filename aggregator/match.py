@@ -540,9 +540,9 @@ def _copy(tok: _Tok) -> _Tok:
 
 
 def _watch_ids(tokens: Sequence[_Tok]) -> Iterable[_WatchId]:
-    word_before = ""
+    word_before = ""  # may be the maker's own name: "HAMILTON" in "HAMILTON-T1"
     for tok in tokens:
-        if tok.kind == _WORD and not tok.mfr:
+        if tok.kind == _WORD and tok.norm not in _GENERIC:
             word_before = tok.norm
         if tok.kind != _ID:
             continue
@@ -566,9 +566,15 @@ def _version_names_models(version: str) -> bool:
 
 
 def _only_model_numbers(version: str) -> bool:
-    """ "MMT-1740 | MMT-1741", "24950 | 24952": model numbers and separators, nothing else."""
+    """ "MMT-1740 | MMT-1741", "24950 | 24952", "2131 and 2141": model numbers and separators only."""
     tokens = _tokenize(version)
-    return bool(tokens) and all(t.kind == _ID for t in tokens)
+    return bool(tokens) and all(t.kind == _ID or t.norm in ("AND", "OR") for t in tokens)
+
+
+_VERSION_WORDS_RE = re.compile(
+    r"[<>=]|\d\.\d|\b(?:versions?|prior|before|after|earlier|later|lower|higher|older|newer|below|above|through)\b",
+    re.IGNORECASE,
+)
 
 
 def _compile_product(product: Product, aliases: ManufacturerAliases) -> _ProductInfo:
@@ -633,31 +639,36 @@ class _Hit:
         return ({"model": 0, "name": 1, "family": 2}[self.kind], -self.shared)
 
 
-def _id_matches(tok: _Tok, wid: _WatchId) -> bool:
+_NO, _LENIENT, _EXACT = 0, 1, 2
+
+
+def _id_matches(tok: _Tok, wid: _WatchId) -> int:
+    """_EXACT, _LENIENT (one side lacks the other's code prefix: "MMT-508" / "MiniMed 508") or _NO."""
     if tok.series is not None:  # "Paradigm x12" covers 512 and MMT-512
-        return (not tok.prefix or tok.prefix == wid.prefix) and bool(tok.series.match(wid.core))
+        if not tok.series.match(wid.core):
+            return _NO
+        return _EXACT if tok.prefix == wid.prefix else _LENIENT if not tok.prefix else _NO
     if tok.lo is not None and tok.hi is not None:
-        return _prefix_ok(tok.prefix, wid, strict=True) and wid.core.isdigit() and tok.lo <= int(wid.core) <= tok.hi
+        in_range = wid.core.isdigit() and tok.lo <= int(wid.core) <= tok.hi
+        return _EXACT if in_range and tok.prefix == wid.prefix else _NO
     if wid.core not in tok.cores():
-        return False
-    return _prefix_ok(tok.prefix or tok.prev_word, wid, strict=False)
-
-
-def _prefix_ok(prefix: str, wid: _WatchId, *, strict: bool) -> bool:
+        return _NO
+    prefix = tok.prefix or tok.prev_word
     if prefix == wid.prefix:
-        return True
-    if strict or (prefix and wid.prefix):
-        return False
+        return _EXACT
+    if prefix and wid.prefix:
+        return _NO
     # "MMT-508" and "MiniMed 508" are one model; "T1" and "1" are not
     digits = re.match(r"\d+", wid.core)
-    return digits is not None and len(digits.group(0)) >= 3
+    return _LENIENT if digits is not None and len(digits.group(0)) >= 3 else _NO
 
 
 def _match_product(phrase: _Phrase, info: _ProductInfo) -> _Hit | None:
     shared = len(phrase.words & info.words)
     for wid in phrase.ids:
         for tok in info.ids:
-            if _id_matches(tok, wid) and _corroborated(wid, phrase, info.words):
+            how = _id_matches(tok, wid)
+            if how and _corroborated(wid, how, phrase, info.words):
                 return _Hit("model", phrase, tok.surface, tok.in_version, shared=shared)
     if not phrase.ids and phrase.words and phrase.words <= info.words:
         return _Hit("name", phrase, phrase.text, _words_in_version(phrase, info), shared=shared)
@@ -672,9 +683,10 @@ def _words_in_version(phrase: _Phrase, info: _ProductInfo) -> bool:
     return info.version_models and all(w in info.version_words for w in phrase.words)
 
 
-def _corroborated(wid: _WatchId, phrase: _Phrase, words: frozenset[str]) -> bool:
-    """A bare number alone is weak: the product must share a word with the watched model, or have none."""
-    if wid.strength == 2 or not phrase.words or not words:
+def _corroborated(wid: _WatchId, how: int, phrase: _Phrase, words: frozenset[str]) -> bool:
+    """A bare number alone is weak: the product must share a word with the watched model, or have none.
+    So is a number whose code prefix only one side gives ("CARESCAPE B650" / "Carestation 650")."""
+    if (wid.strength == 2 and how == _EXACT) or not phrase.words or not words:
         return True
     return bool(phrase.words & words)
 
@@ -701,7 +713,8 @@ def _match_text(phrase: _Phrase, text: _Text, *, family: bool = True) -> _Hit | 
     found: list[_Tok] = []
     for i, tok in enumerate(tokens):
         if tok.kind == _ID and any(
-            _id_matches(tok, wid) and _text_corroborated(wid, phrase, tokens, i, text.words) for wid in phrase.ids
+            (how := _id_matches(tok, wid)) and _text_corroborated(wid, how, phrase, tokens, i, text.words)
+            for wid in phrase.ids
         ):
             found.append(tok)
     if found:
@@ -738,18 +751,21 @@ def _mentions(tokens: Sequence[_Tok], words: frozenset[str]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ends))
 
 
-def _text_corroborated(wid: _WatchId, phrase: _Phrase, tokens: Sequence[_Tok], i: int, words: frozenset[str]) -> bool:
-    if wid.strength == 2:
+def _text_corroborated(
+    wid: _WatchId, how: int, phrase: _Phrase, tokens: Sequence[_Tok], i: int, words: frozenset[str]
+) -> bool:
+    strength = wid.strength if how == _EXACT else min(wid.strength, 1)
+    if strength == 2:
         return True
-    if wid.strength == 1:
+    if strength == 1:
         return not phrase.words or bool(phrase.words & words)
     # a short number ("CARTO 3", "T1") counts only right after the watched model's own word
     for back in range(i - 1, max(-1, i - 4), -1):
+        if _STRONG_BOUNDARY.search(tokens[back + 1].sep):
+            break
         tok = tokens[back]
         if tok.kind == _WORD and (tok.norm in phrase.words or tok.norm == wid.word_before):
             return True
-        if _STRONG_BOUNDARY.search(tokens[back + 1].sep):
-            break
     return not phrase.words and not wid.word_before and bool(wid.prefix)
 
 
@@ -828,7 +844,7 @@ _TEXT_VERSION_RE = re.compile(
     re.IGNORECASE,
 )
 _SEGMENT_END_RE = re.compile(r"[;|\n]|\.\s")
-_VERSION_CONTINUES_RE = re.compile(r"\|\s*(?:software\s+|firmware\s+)?(?:versions?|vers?)\b", re.IGNORECASE)
+_VERSION_CONTINUES_RE = re.compile(r"\|\s*(?:all\s+)?(?:software\s+|firmware\s+)?(?:versions?|vers?)\b", re.IGNORECASE)
 
 
 def _version_after(text: str, position: int) -> str:
@@ -1028,7 +1044,9 @@ def _verdict_for(dev: _Device, product: Product, hit: _Hit, version_models: bool
         return _Verdict(None, f'the vendor is still investigating "{shown}" (undecided)')
     # a version field that lists models ("MMT-523 / MMT-723 Paradigm Revel", "24950 | 24952") puts
     # no limit on the version of the model it names
-    models_only = version_models and (hit.in_version or _only_model_numbers(product.version))
+    models_only = version_models and (
+        (hit.in_version and not _VERSION_WORDS_RE.search(product.version)) or _only_model_numbers(product.version)
+    )
     return _verdict(firmware, product.version, models_only=models_only)
 
 

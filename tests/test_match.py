@@ -172,6 +172,11 @@ def test_several_vendors_in_one_advisory_each_checked_against_its_own_products()
         (("MiniMed 670G",), "MiniMed 670G", "MMT-1740 | MMT-1780 | MMT-1781", True),
         (("MiniMed 780G", "MMT-1885"), "MiniMed 670G", "MMT-1740 | MMT-1780 | MMT-1781", False),
         (("Aestiva 7900",), "GE Aestiva", "7100 | 7900 MRI", True),
+        # a code prefix on one side only needs a shared word: "B650" is not the Carestation 650
+        (("CARESCAPE B650",), "B650", "2.X", True),
+        (("CARESCAPE B650",), "Carestation 650", "vers:all/*", False),
+        (("CARESCAPE B650",), "Innova IGS 6x0", "vers:all/*", False),
+        (("Carestation 650",), "GE Carestation", "620 | 650 | 650c", True),
         (("Aestiva 7300",), "GE Aestiva", "7100 | 7900 MRI", False),
         # family-level products concern a more specific watched model unless they name another model
         (("Alaris PC Unit 8015",), "Alaris PC Unit", "9.13 | 9.19", True),
@@ -280,6 +285,8 @@ def test_affected(models: tuple[str, ...], firmware: str | None, want: bool | No
         ((prod("Acme", "Remote Controller 503", "Widget 300 / Widget 700"),), "9.9", True),
         ((prod("Acme", "Widget", "9.x model 300"),), "9.1", True),
         ((prod("Acme", "Widget", "9.x model 300"),), "8.1", False),
+        ((prod("Acme", "Widget Bed", "300 and 400"),), "1.0", True),
+        ((prod("Acme", "Widget 300", "<= GEH-1.1 (integrated into Widget 300)"),), "1.0", None),
     ],
 )
 def test_affected_statuses(products: tuple[Product, ...], firmware: str | None, want: bool | None) -> None:
