@@ -149,14 +149,19 @@ class ManufacturerAliases:
         return [(m.start(), m.end(), self._by_key[m.group(0)]) for m in self._pattern.finditer(key)]
 
 
+@lru_cache(maxsize=1)
+def _data_file() -> dict[str, Any]:
+    text = resources.files("aggregator").joinpath("data/manufacturers.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
 def load_aliases(extra: Mapping[str, Sequence[str]] | None = None) -> ManufacturerAliases:
     """The shipped alias table (aggregator/data/manufacturers.toml) plus the user's extra aliases.
 
     `extra` maps a manufacturer to more names for it (the config's ``[aliases]`` table). A key naming
     a listed company, by its canonical name or any alias, extends it; any other key adds a company.
     """
-    text = resources.files("aggregator").joinpath("data/manufacturers.toml").read_text(encoding="utf-8")
-    data: dict[str, Any] = tomllib.loads(text)
+    data = _data_file()
     names: dict[str, list[str]] = {}
     parents: dict[str, str] = {}
     for canonical, entry in data.get("manufacturer", {}).items():
@@ -872,6 +877,9 @@ class _Verdict:
     from_models: bool = False  # "all versions" only because the version field lists models
 
 
+_NO_RANGE = _Verdict(None, "the advisory gives no version range (undecided)")
+
+
 def _verdict(firmware: str | None, expression: str, *, models_only: bool = False) -> _Verdict:
     fw = (firmware or "").strip() or None
     if models_only:
@@ -909,7 +917,7 @@ def _text_verdict(firmware: str | None, text: str, positions: Sequence[int]) -> 
         listed = {m.group(0).strip() for m in _TEXT_VERSION_RE.finditer(section.group(1))}
         if len(listed) == 1:
             return _verdict(firmware, listed.pop())
-    return _Verdict(None, "the advisory gives no version range (undecided)")
+    return _NO_RANGE
 
 
 # --- putting it together ---------------------------------------------------------------------
@@ -1042,6 +1050,8 @@ def _verdict_for(dev: _Device, product: Product, hit: _Hit, version_models: bool
     if product.status == "under_investigation":
         shown = product.version.strip() or product.name
         return _Verdict(None, f'the vendor is still investigating "{shown}" (undecided)')
+    if not product.version.strip():  # a recall's product description: no version stated at all
+        return _NO_RANGE
     # a version field that lists models ("MMT-523 / MMT-723 Paradigm Revel", "24950 | 24952") puts
     # no limit on the version of the model it names
     models_only = version_models and (

@@ -398,6 +398,8 @@ OPENFDA = item(
     ),
 )
 
+SHORT_OPENFDA = item("t:slim X2 recall", products=(prod("Tandem Diabetes Care Inc", "t:slim X2 insulin pump", ""),))
+
 
 @pytest.mark.parametrize(
     ("advisory", "device", "want", "affected"),
@@ -432,6 +434,8 @@ OPENFDA = item(
         (OPENFDA, dev("Medtronic", "MiniMed 780G", "MMT-1885"), True, None),
         (OPENFDA, dev("Medtronic", "MMT-1880"), True, None),
         (OPENFDA, dev("Medtronic", "MiniMed 670G", "MMT-1780"), False, None),
+        (SHORT_OPENFDA, dev("Tandem", "t:slim X2"), True, None),  # no version stated: undecided
+        (SHORT_OPENFDA, dev("Tandem", "t:slim G4"), False, None),
     ],
 )
 def test_text(advisory: Advisory, device: WatchedDevice, want: bool, affected: bool | None) -> None:
