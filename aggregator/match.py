@@ -48,6 +48,8 @@ _CORPORATE = _word_set(
 
 def _fold(text: str) -> str:
     """Accents and mojibake ("YhtymÃ¤") folded away; case kept."""
+    if text.isascii():
+        return text
     if "Ã" in text or "Â" in text:
         with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             text = text.encode("latin-1").decode("utf-8")
@@ -582,11 +584,16 @@ _VERSION_WORDS_RE = re.compile(
 )
 
 
-def _compile_product(product: Product, aliases: ManufacturerAliases) -> _ProductInfo:
-    vendor = aliases.find(product.vendor) if product.vendor else frozenset()
-    vendor_key = _name_key(product.vendor)
+@lru_cache(maxsize=1024)
+def _vendor(vendor_field: str, aliases: ManufacturerAliases) -> tuple[frozenset[str], str, tuple[tuple[str, ...], ...]]:
+    """A vendor field's listed manufacturers, its name key and the word runs naming it in product names."""
+    vendor = aliases.find(vendor_field) if vendor_field else frozenset()
     related = vendor | _all_related(aliases, vendor)
-    forms = _form_words(_family_forms(aliases, related, [product.vendor]), [product.vendor])
+    return vendor, _name_key(vendor_field), _form_words(_family_forms(aliases, related, [vendor_field]), [vendor_field])
+
+
+def _compile_product(product: Product, aliases: ManufacturerAliases) -> _ProductInfo:
+    vendor, vendor_key, forms = _vendor(product.vendor, aliases)
     name_tokens = [_copy(t) for t in _tokenize(product.name)]
     version_models = _version_names_models(product.version)
     version_tokens: list[_Tok] = []
