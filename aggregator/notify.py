@@ -118,9 +118,9 @@ def render(em: EventMatch, kind: str, changes: Sequence[str] = ()) -> tuple[str,
     """Subject and plain-text body of one alert."""
     primary = em.event.primary
     device = em.device
-    verdict = {True: "affects", False: "names (your version is outside the range)", None: "may affect"}[em.affected]
+    verdict = {True: "affects", False: "lists, but not at your version,", None: "may affect"}[em.affected]
     prefix = "UPDATE: " if kind == "update" else ""
-    subject = f"{prefix}{primary.display_id} {verdict} your {device.name}: {primary.title}"[:250]
+    subject = f'{prefix}{primary.display_id} {verdict} "{device.name}": {primary.title}'[:250]
     lines = [
         f'{"Updated advisory" if kind == "update" else "New advisory"} for your device "{device.name}" '
         f"({device.manufacturer} {', '.join(device.models)}"
@@ -145,9 +145,7 @@ def render(em: EventMatch, kind: str, changes: Sequence[str] = ()) -> tuple[str,
         lines.append("CVEs: " + ", ".join(cves))
     if scores:
         lines.append(f"Severity: CVSS {max(scores)}{' ' + primary.severity if primary.severity else ''}")
-    remediations = sorted({r for a in em.event.members for r in a.remediations})
-    if remediations:
-        lines += ["", "Remediation, as published:", *(f"  - {r[:600]}" for r in remediations[:6])]
+    lines += _remediation_lines(em.event.members)
     lines += ["", _ADVICE, "", "Sources that carried this event:"]
     lines += [
         f'  - {_KIND_LABEL.get(a.kind, a.kind)} from "{a.source}": {a.display_id}'
@@ -156,6 +154,38 @@ def render(em: EventMatch, kind: str, changes: Sequence[str] = ()) -> tuple[str,
     ]
     lines += ["", "-- aggregator: medical-device advisory watcher. You get one message per advisory and device."]
     return subject, "\n".join(lines)
+
+
+_REMEDIATION_HEADINGS = {
+    "vendor_fix": "What the manufacturer says to do",
+    "mitigation": "Mitigations",
+    "workaround": "Workarounds",
+    "no_fix_planned": "No fix is planned",
+    "none_available": "No fix is available yet",
+}
+MAX_REMEDIATION_LINES = 10
+
+
+def _remediation_lines(members: Sequence[Advisory]) -> list[str]:
+    """Remediations grouped by category, in the order the advisory gives them (sentences build on each other)."""
+    grouped: dict[str, list[str]] = {}
+    for adv in members:
+        for item in adv.remediations:
+            category, _, text = item.partition(": ")
+            if not text:
+                category, text = "", item
+            texts = grouped.setdefault(category, [])
+            if text not in texts:
+                texts.append(text)
+    lines: list[str] = []
+    budget = MAX_REMEDIATION_LINES
+    for category, texts in grouped.items():
+        heading = _REMEDIATION_HEADINGS.get(category, "Remediation") + ", as published:"
+        lines += ["", heading, *(f"  - {t[:600]}" for t in texts[:budget])]
+        if len(texts) > budget:
+            lines.append("  - (more in the advisory)")
+        budget = max(budget - len(texts), 2)
+    return lines
 
 
 def _first_published(members: Sequence[Advisory]) -> datetime | None:

@@ -74,12 +74,12 @@ def test_daemon_polls_alerts_and_stops_cleanly(tmp_path: Path, feed_server: Feed
     out = tmp_path / "daemon.log"
     proc = start_daemon(daemon_config(tmp_path, url), out)
     try:
-        wait_for_text(out, "ICSMA-25-205-01 affects your monitor")
+        wait_for_text(out, 'ICSMA-25-205-01 affects "monitor"')
         polls = len(feed_server.hits("/icsma.xml"))
         feed_server.set("/icsma.xml", body=feed_with("ICSMA-19-178-01"), etag='"v2"')
-        content = wait_for_text(out, "ICSMA-19-178-01 affects your pump")
+        content = wait_for_text(out, 'ICSMA-19-178-01 affects "pump"')
         assert len(feed_server.hits("/icsma.xml")) > polls, "polled again on its own interval"
-        assert content.count("ICSMA-25-205-01 affects your monitor") == 1, "no repeat of the old alert"
+        assert content.count('ICSMA-25-205-01 affects "monitor"') == 1, "no repeat of the old alert"
         proc.send_signal(sig)
         assert proc.wait(timeout=10) == 0
     finally:
@@ -108,7 +108,7 @@ def test_sigterm_during_a_slow_poll_exits_within_seconds(tmp_path: Path, feed_se
     feed_server.set("/icsma.xml", body=FEED)
     proc = start_daemon(daemon_config(tmp_path, url), tmp_path / "second.log")
     try:
-        wait_for_text(tmp_path / "second.log", "ICSMA-25-205-01 affects your monitor")
+        wait_for_text(tmp_path / "second.log", 'ICSMA-25-205-01 affects "monitor"')
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

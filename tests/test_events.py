@@ -123,7 +123,7 @@ async def test_one_event_three_sources_then_update_then_nothing(
     second = await cycle(config)
     assert sorted((a["device"], a["kind"]) for a in second) == [("minimed-508", "update"), ("paradigm-523", "update")]
     out = capsys.readouterr().out
-    assert "UPDATE: ICSMA-19-178-01 affects your paradigm-523" in out
+    assert 'UPDATE: ICSMA-19-178-01 affects "paradigm-523"' in out
     assert "the verdict for your device changed: no: your version is outside the affected range -> yes" in out
     assert "the advisory was revised (Initial -> Update A)" in out
 
