@@ -163,3 +163,42 @@ def test_unusable_state_file_exits_2(tmp_path: Path, feed_server: FeedServer) ->
     result = run_cli("run", "--once", "--config", str(config))
     assert result.returncode == 2
     assert "state.sqlite3" in result.stderr and "not" in result.stderr
+
+
+def test_target_added_later_gets_only_new_alerts(
+    tmp_path: Path, feed_server: FeedServer, smtp_server: SmtpServer
+) -> None:
+    url = feed_server.set("/icsma.xml", body=BASE_FEED)
+    first_target = smtp_server.apprise_url
+    second_target = first_target.replace("to=me@example.org", "to=biomed@example.org")
+    config = write_config(tmp_path, config_text(url, first_target))
+    assert run_cli("run", "--once", "--config", str(config)).returncode == 0
+    assert len(smtp_server.collector.wait_for(1)) == 1
+
+    body = config.read_text().replace(f'urls = ["{first_target}"]', f'urls = ["{first_target}", "{second_target}"]')
+    config.write_text(body)
+    feed_server.set("/icsma.xml", body=feed_with("ICSMA-19-178-01"))
+    assert run_cli("run", "--once", "--config", str(config)).returncode == 0
+    mails = smtp_server.collector.wait_for(3)
+    assert len(mails) == 3
+    by_recipient = sorted((m["To"], m["Subject"].split(" ")[0]) for m in mails)
+    assert by_recipient == [
+        ("biomed@example.org", "ICSMA-19-178-01"),
+        ("me@example.org", "ICSMA-19-178-01"),
+        ("me@example.org", "ICSMA-25-205-01"),
+    ]
+
+
+def test_notify_test_reports_each_target(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    port = closed_port_url().split(":")[2].split("/")[0]
+    dead = f"mailto://alerts:s3cret-pw@127.0.0.1:{port}?from=a@example.org&to=b@example.org&mode=insecure"
+    config = write_config(tmp_path, config_text("http://127.0.0.1:9/x.xml", None))
+    config.write_text(config.read_text() + f'\n[notify]\nurls = ["{smtp_server.apprise_url}", "{dead}"]\n')
+    result = run_cli("notify-test", "--config", str(config))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("mailto://127.0.0.1") and line.endswith(": OK") for line in lines), lines
+    assert any("FAILED" in line for line in lines), lines
+    assert "s3cret-pw" not in result.stdout + result.stderr, "secrets never printed"
+    (mail,) = smtp_server.collector.wait_for(1)
+    assert mail["Subject"] == "aggregator test message"
