@@ -13,6 +13,7 @@ from typing import Any
 from aggregator.errors import ParseError
 from aggregator.identifiers import all_identifiers, html_to_text, parse_datetime
 from aggregator.models import Advisory, Product, SourceKind
+from aggregator.sources.jsonvalues import as_dict, as_list, as_str, cap, fold_spaces, unique
 
 SUMMARY_CAP = 2000
 _MAX_BRANCH_DEPTH = 40  # real trees are 2-5 levels deep; guards against hostile nesting
@@ -34,8 +35,6 @@ _TITLE_UPDATE_RE = re.compile(r"\(\s*Update\s+([A-Z])\s*\)", re.IGNORECASE)
 _BARE_LETTER_RE = re.compile(r"^[A-Z]$", re.IGNORECASE)
 _UPDATE_LETTER_RE = re.compile(r"^Update\s+([A-Z])$", re.IGNORECASE)
 _HTML_TAG_RE = re.compile(r"<\s*/?[a-zA-Z][^>]*>")
-_WS_RE = re.compile(r"[ \t]+")
-_BLANKS_RE = re.compile(r"\n\s*\n+")
 
 
 def is_csaf(doc: object) -> bool:
@@ -54,25 +53,25 @@ def parse_csaf(body: bytes, *, source: str) -> Advisory:
     doc = _load_json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("document"), dict):
         raise ParseError("not a CSAF document: no 'document' object")
-    document = _dict(doc.get("document"))
+    document = as_dict(doc.get("document"))
     if not document.get("csaf_version"):
         raise ParseError("not a CSAF document: no document.csaf_version")
-    tracking = _dict(document.get("tracking"))
-    tracking_id = _str(tracking.get("id")).upper()
+    tracking = as_dict(document.get("tracking"))
+    tracking_id = as_str(tracking.get("id")).upper()
     if not tracking_id:
         raise ParseError("CSAF document has no document.tracking.id")
 
-    title = _str(document.get("title")) or tracking_id
-    vulnerabilities = [v for v in _list(doc.get("vulnerabilities")) if isinstance(v, dict)]
-    references = [r for r in _list(document.get("references")) if isinstance(r, dict)]
-    ref_urls = [_str(r.get("url")) for r in references if _str(r.get("url"))]
-    cves = _unique(_str(v.get("cve")).upper() for v in vulnerabilities)
-    cwes = _unique(_str(_dict(v.get("cwe")).get("id")).upper() for v in vulnerabilities)
-    aliases = [_str(a) for a in _list(tracking.get("aliases"))]
-    products = _products(_dict(doc.get("product_tree")), _statuses(vulnerabilities))
+    title = as_str(document.get("title")) or tracking_id
+    vulnerabilities = [v for v in as_list(doc.get("vulnerabilities")) if isinstance(v, dict)]
+    references = [r for r in as_list(document.get("references")) if isinstance(r, dict)]
+    ref_urls = [as_str(r.get("url")) for r in references if as_str(r.get("url"))]
+    cves = unique(as_str(v.get("cve")).upper() for v in vulnerabilities)
+    cwes = unique(as_str(as_dict(v.get("cwe")).get("id")).upper() for v in vulnerabilities)
+    aliases = [as_str(a) for a in as_list(tracking.get("aliases"))]
+    products = _products(as_dict(doc.get("product_tree")), _statuses(vulnerabilities))
     cvss_score, severity = _best_score(vulnerabilities)
     if severity is None:  # Red Hat and others rate the whole document instead ("Important")
-        severity = _str(_dict(document.get("aggregate_severity")).get("text")).upper() or None
+        severity = as_str(as_dict(document.get("aggregate_severity")).get("text")).upper() or None
 
     return Advisory(
         source=source,
@@ -81,8 +80,8 @@ def parse_csaf(body: bytes, *, source: str) -> Advisory:
         advisory_id=tracking_id,
         title=title,
         url=_web_url(references),
-        published=parse_datetime(_str(tracking.get("initial_release_date"))),
-        updated=parse_datetime(_str(tracking.get("current_release_date"))),
+        published=parse_datetime(as_str(tracking.get("initial_release_date"))),
+        updated=parse_datetime(as_str(tracking.get("current_release_date"))),
         summary=_summary(document, vulnerabilities),
         identifiers=all_identifiers(tracking_id, *aliases, *cves, title, *ref_urls),
         cves=tuple(cves),
@@ -122,18 +121,17 @@ def _products(tree: dict[str, Any], statuses: dict[str, str]) -> tuple[Product, 
         elif product_id not in entries:  # first definition wins; ids are unique in valid CSAF
             entries[product_id] = entry
 
-    for product_id, entry in _branch_leaves(_list(tree.get("branches"))):
+    for product_id, entry in _branch_leaves(as_list(tree.get("branches"))):
         add(product_id, entry)
-    for fpn in _list(tree.get("full_product_names")):
-        fpn = _dict(fpn)
-        add(_str(fpn.get("product_id")), _Entry("", _str(fpn.get("name")), "", _model_numbers(fpn)))
-    for rel in _list(tree.get("relationships")):
-        product_id, entry = _relationship(_dict(rel), entries)
+    for fpn in as_list(tree.get("full_product_names")):
+        fpn = as_dict(fpn)
+        add(as_str(fpn.get("product_id")), _Entry("", as_str(fpn.get("name")), "", _model_numbers(fpn)))
+    for rel in as_list(tree.get("relationships")):
+        product_id, entry = _relationship(as_dict(rel), entries)
         add(product_id, entry)
 
     products = [
-        Product(e.vendor, e.name, e.version, statuses.get(pid, ""), e.model_numbers)
-        for pid, e in entries.items()
+        Product(e.vendor, e.name, e.version, statuses.get(pid, ""), e.model_numbers) for pid, e in entries.items()
     ]
     products.extend(Product(e.vendor, e.name, e.version, "", e.model_numbers) for e in anonymous)
     return tuple(products)
@@ -150,8 +148,8 @@ def _branch_leaves(branches: list[Any]) -> Iterator[tuple[str, _Entry]]:
         for node in nodes:
             if not isinstance(node, dict):
                 continue
-            category = _str(node.get("category"))
-            name = _str(node.get("name"))
+            category = as_str(node.get("category"))
+            name = as_str(node.get("name"))
             n_vendor, n_names, n_versions = vendor, names, versions
             if category == "vendor":
                 n_vendor = name
@@ -163,11 +161,11 @@ def _branch_leaves(branches: list[Any]) -> Iterator[tuple[str, _Entry]]:
                 n_versions = (*versions, name)
             product = node.get("product")
             if isinstance(product, dict):
-                full_name = _str(product.get("name"))
+                full_name = as_str(product.get("name"))
                 display = _join_names(n_names) or full_name or name
                 entry = _Entry(n_vendor, display, " ".join(n_versions), _model_numbers(product))
-                yield _str(product.get("product_id")), entry
-            yield from walk(_list(node.get("branches")), n_vendor, n_names, n_versions, depth + 1)
+                yield as_str(product.get("product_id")), entry
+            yield from walk(as_list(node.get("branches")), n_vendor, n_names, n_versions, depth + 1)
 
     yield from walk(branches, "", (), (), 0)
 
@@ -190,31 +188,31 @@ def _first_word(text: str) -> str:
 
 def _relationship(rel: dict[str, Any], known: dict[str, _Entry]) -> tuple[str, _Entry]:
     """A product defined as "<component> as a component of <platform>" (Red Hat style)."""
-    fpn = _dict(rel.get("full_product_name"))
-    component = known.get(_str(rel.get("product_reference")))
-    platform = known.get(_str(rel.get("relates_to_product_reference")))
-    name = _str(fpn.get("name"))
+    fpn = as_dict(rel.get("full_product_name"))
+    component = known.get(as_str(rel.get("product_reference")))
+    platform = known.get(as_str(rel.get("relates_to_product_reference")))
+    name = as_str(fpn.get("name"))
     if not name and component and platform:
         name = f"{component.name} as a component of {platform.name}"
     vendor = (component.vendor if component else "") or (platform.vendor if platform else "")
     version = component.version if component else ""
     models = _model_numbers(fpn) or (component.model_numbers if component else ())
-    return _str(fpn.get("product_id")), _Entry(vendor, name, version, models)
+    return as_str(fpn.get("product_id")), _Entry(vendor, name, version, models)
 
 
 def _model_numbers(product: dict[str, Any]) -> tuple[str, ...]:
-    helper = _dict(product.get("product_identification_helper"))
-    return tuple(_unique(_str(m) for m in _list(helper.get("model_numbers"))))
+    helper = as_dict(product.get("product_identification_helper"))
+    return tuple(unique(as_str(m) for m in as_list(helper.get("model_numbers"))))
 
 
 def _statuses(vulnerabilities: list[dict[str, Any]]) -> dict[str, str]:
     """product_id → the most telling status any vulnerability gives it."""
     best: dict[str, str] = {}
     for vuln in vulnerabilities:
-        for status, ids in _dict(vuln.get("product_status")).items():
+        for status, ids in as_dict(vuln.get("product_status")).items():
             rank = _STATUS_RANK.get(status, _OTHER_STATUS_RANK)
-            for product_id in _list(ids):
-                pid = _str(product_id)
+            for product_id in as_list(ids):
+                pid = as_str(product_id)
                 current = best.get(pid)
                 if current is None or rank < _STATUS_RANK.get(current, _OTHER_STATUS_RANK):
                     best[pid] = status
@@ -227,23 +225,23 @@ def _statuses(vulnerabilities: list[dict[str, Any]]) -> dict[str, str]:
 def _web_url(references: list[dict[str, Any]]) -> str | None:
     """The `self` reference that is a web page rather than the JSON file itself."""
     for ref in references:
-        url = _str(ref.get("url"))
-        if _str(ref.get("category")) == "self" and url and not url.lower().endswith(".json"):
+        url = as_str(ref.get("url"))
+        if as_str(ref.get("category")) == "self" and url and not url.lower().endswith(".json"):
             return url
     return None
 
 
 def _revision(tracking: dict[str, Any], title: str) -> str | None:
     """The newest revision_history entry ("Initial", "Update A"), or a later "(Update X)" in the title."""
-    history = [r for r in _list(tracking.get("revision_history")) if isinstance(r, dict)]
+    history = [r for r in as_list(tracking.get("revision_history")) if isinstance(r, dict)]
     revision: str | None = None
     if history:
         newest = max(enumerate(history), key=lambda ir: (_revision_time(ir[1]), ir[0]))[1]
-        revision = _str(newest.get("legacy_version")) or _str(newest.get("number")) or None
+        revision = as_str(newest.get("legacy_version")) or as_str(newest.get("number")) or None
         if revision and _BARE_LETTER_RE.match(revision):
             revision = f"Update {revision.upper()}"  # older CISA files say just "A"
-    elif _str(tracking.get("version")):
-        revision = _str(tracking.get("version"))
+    elif as_str(tracking.get("version")):
+        revision = as_str(tracking.get("version"))
     # CISA sometimes retitles for an update without adding its revision_history entry
     title_match = _TITLE_UPDATE_RE.search(title)
     if title_match:
@@ -255,38 +253,36 @@ def _revision(tracking: dict[str, Any], title: str) -> str | None:
 
 
 def _revision_time(entry: dict[str, Any]) -> float:
-    parsed = parse_datetime(_str(entry.get("date")))
+    parsed = parse_datetime(as_str(entry.get("date")))
     return parsed.timestamp() if parsed else float("-inf")
 
 
 def _release_dates(tracking: dict[str, Any]) -> tuple[datetime, ...]:
     raw = [tracking.get("initial_release_date"), tracking.get("current_release_date")]
-    raw.extend(_dict(r).get("date") for r in _list(tracking.get("revision_history")))
-    dates = {d for d in (parse_datetime(_str(v)) for v in raw) if d is not None}
+    raw.extend(as_dict(r).get("date") for r in as_list(tracking.get("revision_history")))
+    dates = {d for d in (parse_datetime(as_str(v)) for v in raw) if d is not None}
     return tuple(sorted(dates))
 
 
 def _summary(document: dict[str, Any], vulnerabilities: list[dict[str, Any]]) -> str:
     """The document's summary notes, then each vulnerability's summary/description, capped."""
-    texts = [_str(n.get("text")) for n in _notes(document) if n.get("category") == "summary"]
+    texts = [as_str(n.get("text")) for n in _notes(document) if n.get("category") == "summary"]
     for vuln in vulnerabilities:
-        texts.extend(
-            _str(n.get("text")) for n in _notes(vuln) if n.get("category") in ("summary", "description")
-        )
-    parts = _unique(_plain(t) for t in texts)
-    return _cap("\n\n".join(parts), SUMMARY_CAP)
+        texts.extend(as_str(n.get("text")) for n in _notes(vuln) if n.get("category") in ("summary", "description"))
+    parts = unique(_plain(t) for t in texts)
+    return cap("\n\n".join(parts), SUMMARY_CAP)
 
 
 def _remediations(vulnerabilities: list[dict[str, Any]]) -> tuple[str, ...]:
     found: list[str] = []
     for vuln in vulnerabilities:
-        for rem in _list(vuln.get("remediations")):
-            rem = _dict(rem)
-            details = _plain(_str(rem.get("details")))
+        for rem in as_list(vuln.get("remediations")):
+            rem = as_dict(rem)
+            details = _plain(as_str(rem.get("details")))
             if details:
-                category = _str(rem.get("category")) or "remediation"
+                category = as_str(rem.get("category")) or "remediation"
                 found.append(f"{category}: {details}")
-    return tuple(_unique(found))
+    return tuple(unique(found))
 
 
 def _best_score(vulnerabilities: list[dict[str, Any]]) -> tuple[float | None, str | None]:
@@ -294,12 +290,12 @@ def _best_score(vulnerabilities: list[dict[str, Any]]) -> tuple[float | None, st
     for key, severity_of in (("cvss_v3", _v3_severity), ("cvss_v2", _v2_severity)):
         best: tuple[float, str] | None = None
         for vuln in vulnerabilities:
-            for score in _list(vuln.get("scores")):
-                cvss = _dict(_dict(score).get(key))
+            for score in as_list(vuln.get("scores")):
+                cvss = as_dict(as_dict(score).get(key))
                 value = cvss.get("baseScore")
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     continue
-                severity = _str(cvss.get("baseSeverity")).upper() or severity_of(float(value))
+                severity = as_str(cvss.get("baseSeverity")).upper() or severity_of(float(value))
                 if best is None or float(value) > best[0]:
                     best = (float(value), severity)
         if best is not None:
@@ -325,12 +321,12 @@ def _v2_severity(score: float) -> str:
 
 def _extra(document: dict[str, Any], tracking: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     extra: list[tuple[str, str]] = []
-    if _str(tracking.get("version")):
-        extra.append(("tracking_version", _str(tracking.get("version"))))
+    if as_str(tracking.get("version")):
+        extra.append(("tracking_version", as_str(tracking.get("version"))))
     for note in _notes(document):
         # CISA's sector note is how a reader tells a healthcare advisory from an industrial one
-        if _str(note.get("title")).lower() == "critical infrastructure sectors" and _str(note.get("text")):
-            extra.append(("sectors", _str(note.get("text"))))
+        if as_str(note.get("title")).lower() == "critical infrastructure sectors" and as_str(note.get("text")):
+            extra.append(("sectors", as_str(note.get("text"))))
             break
     return tuple(extra)
 
@@ -348,40 +344,11 @@ def _load_json(body: bytes) -> object:
 
 
 def _notes(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    return [n for n in _list(obj.get("notes")) if isinstance(n, dict)]
+    return [n for n in as_list(obj.get("notes")) if isinstance(n, dict)]
 
 
 def _plain(text: str) -> str:
     """Plain text; HTML is only unwrapped when real tags are present ("< 8.2" is not a tag)."""
     if _HTML_TAG_RE.search(text):
         return html_to_text(text)
-    lines = (_WS_RE.sub(" ", line).strip() for line in text.splitlines())
-    return _BLANKS_RE.sub("\n\n", "\n".join(lines)).strip()
-
-
-def _cap(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit * 0.8 else cut).rstrip() + "…"
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _unique(items: Iterator[str] | list[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for item in items:
-        if item:
-            seen.setdefault(item, None)
-    return list(seen)
+    return fold_spaces(text)

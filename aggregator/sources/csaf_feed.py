@@ -31,6 +31,7 @@ from aggregator.identifiers import parse_datetime
 from aggregator.models import Advisory, FeedState, FetchResult, PollResult
 from aggregator.sources.csaf import is_csaf, parse_csaf
 from aggregator.sources.http import Fetcher, TransientError, ensure_not_blocked
+from aggregator.sources.jsonvalues import as_dict, as_list, as_str, opt_str
 
 MAX_DOCUMENTS = 3000  # per poll; CISA's OT feed lists ~2,400, so a full backfill fits in one poll
 CONCURRENCY = 4
@@ -72,19 +73,19 @@ class _Cursor:
             return cls()
         pending = [
             _Doc(str(p["url"]), None, p.get("hash") or None, bool(p.get("probe")))
-            for p in _list(raw.get("pending"))
+            for p in as_list(raw.get("pending"))
             if isinstance(p, dict) and isinstance(p.get("url"), str)
         ]
         validators = {
-            url: (_opt_str(v[0]), _opt_str(v[1]))
-            for url, v in _dict(raw.get("validators")).items()
+            url: (opt_str(v[0]), opt_str(v[1]))
+            for url, v in as_dict(raw.get("validators")).items()
             if isinstance(v, list) and len(v) == 2
         }
         return cls(
-            since=parse_datetime(_opt_str(raw.get("since"))),
+            since=parse_datetime(opt_str(raw.get("since"))),
             exact=bool(raw.get("exact")),
-            kind=_opt_str(raw.get("kind")),
-            feeds=[f for f in _list(raw.get("feeds")) if isinstance(f, str)],
+            kind=opt_str(raw.get("kind")),
+            feeds=[f for f in as_list(raw.get("feeds")) if isinstance(f, str)],
             validators=validators,
             pending=pending,
         )
@@ -98,8 +99,7 @@ class _Cursor:
                 "feeds": self.feeds,
                 "validators": {url: list(v) for url, v in self.validators.items()},
                 "pending": [
-                    {"url": d.url, "hash": d.hash_url, "probe": d.probe_hash}
-                    for d in self.pending[:MAX_PENDING]
+                    {"url": d.url, "hash": d.hash_url, "probe": d.probe_hash} for d in self.pending[:MAX_PENDING]
                 ],
             },
             sort_keys=True,
@@ -139,9 +139,7 @@ class _Listing:
     total: int = 0
 
 
-async def _poll_remote(
-    source: SourceConfig, fetcher: Fetcher, state: FeedState, started: datetime
-) -> PollResult:
+async def _poll_remote(source: SourceConfig, fetcher: Fetcher, state: FeedState, started: datetime) -> PollResult:
     url = source.url or ""
     cursor = _Cursor.load(state.cursor)
     cutoff = _cutoff(source, state, cursor, started)
@@ -200,9 +198,7 @@ async def _poll_remote(
     advisories, failed, doc_problems = await _read_documents(source, fetcher, todo)
     cursor.pending = failed
     if top.not_modified and not capped:
-        top = replace(
-            top, etag=top.etag or state.etag, last_modified=top.last_modified or state.last_modified
-        )
+        top = replace(top, etag=top.etag or state.etag, last_modified=top.last_modified or state.last_modified)
     return PollResult(
         source.name,
         tuple(advisories),
@@ -283,18 +279,18 @@ async def _read_feeds(
 def _feeds_of(meta: dict[str, Any], base: str) -> list[str]:
     """TLP:WHITE/CLEAR ROLIE feeds of each distribution, else its directory's changes.csv."""
     found: list[str] = []
-    for dist in _list(meta.get("distributions")):
-        dist = _dict(dist)
-        feeds = _list(_dict(dist.get("rolie")).get("feeds"))
+    for dist in as_list(meta.get("distributions")):
+        dist = as_dict(dist)
+        feeds = as_list(as_dict(dist.get("rolie")).get("feeds"))
         white = [
-            urljoin(base, _str(f.get("url")))
-            for f in (_dict(f) for f in feeds)
-            if _str(f.get("tlp_label")).upper() in _TLP_LABELS and _str(f.get("url"))
+            urljoin(base, as_str(f.get("url")))
+            for f in (as_dict(f) for f in feeds)
+            if as_str(f.get("tlp_label")).upper() in _TLP_LABELS and as_str(f.get("url"))
         ]
         if white:
             found.extend(white)
-        elif _str(dist.get("directory_url")):
-            found.append(urljoin(_as_directory(urljoin(base, _str(dist.get("directory_url")))), _CHANGES))
+        elif as_str(dist.get("directory_url")):
+            found.append(urljoin(_as_directory(urljoin(base, as_str(dist.get("directory_url")))), _CHANGES))
     return list(dict.fromkeys(found))
 
 
@@ -310,18 +306,18 @@ def _rolie_body(body: bytes, feed_url: str) -> list[_Doc]:
 
 def _rolie_docs(doc: dict[str, Any], base: str) -> list[_Doc]:
     docs: list[_Doc] = []
-    for entry in _list(_dict(doc.get("feed")).get("entry")):
-        entry = _dict(entry)
-        links = [_dict(link) for link in _list(entry.get("link"))]
-        src = _str(_dict(entry.get("content")).get("src")) or next(
-            (_str(link.get("href")) for link in links if _str(link.get("rel")) == "self"), ""
+    for entry in as_list(as_dict(doc.get("feed")).get("entry")):
+        entry = as_dict(entry)
+        links = [as_dict(link) for link in as_list(entry.get("link"))]
+        src = as_str(as_dict(entry.get("content")).get("src")) or next(
+            (as_str(link.get("href")) for link in links if as_str(link.get("rel")) == "self"), ""
         )
         if not src:
             continue
-        hashes = [_str(link.get("href")) for link in links if _str(link.get("rel")) == "hash"]
+        hashes = [as_str(link.get("href")) for link in links if as_str(link.get("rel")) == "hash"]
         hashes = [h for h in hashes if h]
         hash_url = next((h for h in hashes if h.lower().endswith(".sha512")), hashes[0] if hashes else None)
-        updated = parse_datetime(_str(entry.get("updated"))) or parse_datetime(_str(entry.get("published")))
+        updated = parse_datetime(as_str(entry.get("updated"))) or parse_datetime(as_str(entry.get("published")))
         docs.append(_Doc(urljoin(base, src), updated, urljoin(base, hash_url) if hash_url else None))
     return docs
 
@@ -412,9 +408,7 @@ async def _read_documents(
 
 
 async def _read_document(source: SourceConfig, fetcher: Fetcher, doc: _Doc) -> Advisory:
-    result = await fetcher.fetch(
-        doc.url, timeout=source.timeout, max_bytes=source.max_bytes, accept=_JSON_ACCEPT
-    )
+    result = await fetcher.fetch(doc.url, timeout=source.timeout, max_bytes=source.max_bytes, accept=_JSON_ACCEPT)
     ensure_not_blocked(result)
     body = result.body or b""
     digest = await _published_digest(source, fetcher, doc)
@@ -511,9 +505,7 @@ def _read_file(path: Path, source: str, mtime: datetime, cutoff: datetime | None
         return None
     if not is_csaf(doc):
         return None
-    current = parse_datetime(
-        _str(_dict(_dict(doc.get("document")).get("tracking")).get("current_release_date"))
-    )
+    current = parse_datetime(as_str(as_dict(as_dict(doc.get("document")).get("tracking")).get("current_release_date")))
     if cutoff is not None and (current or mtime) < cutoff:
         return None
     digest_file = path.with_name(path.name + ".sha512")
@@ -523,19 +515,3 @@ def _read_file(path: Path, source: str, mtime: datetime, cutoff: datetime | None
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -11,6 +11,7 @@ from typing import Any
 from aggregator.errors import ParseError
 from aggregator.identifiers import all_identifiers, parse_datetime, recall_numbers
 from aggregator.models import Advisory, Product, SourceKind
+from aggregator.sources.jsonvalues import as_dict, as_str, cap, fold_spaces
 
 RES_URL = "https://www.accessdata.fda.gov/scripts/cdrh/cfdocs/cfRES/res.cfm?id={}"
 TITLE_CAP = 200
@@ -33,8 +34,6 @@ _FIRM_TAIL_RE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _FIRM_PREFIX_RE = re.compile(r"^\s*Recalling Firm:\s*", re.IGNORECASE)
-_WS_RE = re.compile(r"[ \t\f\v]+")
-_BLANKS_RE = re.compile(r"\n\s*\n+")
 
 
 def is_openfda(doc: object) -> bool:
@@ -59,7 +58,7 @@ def is_not_found(doc: object) -> bool:
 
 def total_results(doc: dict[str, Any]) -> int:
     """meta.results.total of a response (how many records the search matched); 0 if absent."""
-    total = _dict(_dict(_dict(doc).get("meta")).get("results")).get("total")
+    total = as_dict(as_dict(as_dict(doc).get("meta")).get("results")).get("total")
     if isinstance(total, bool):
         return 0
     if isinstance(total, int):
@@ -93,9 +92,9 @@ def parse_openfda_records(doc: dict[str, Any], *, source: str) -> list[Advisory]
     if "error" in doc:
         if is_not_found(doc):
             return []
-        error = _dict(doc.get("error"))
-        code = _str(error.get("code")) or "unknown"
-        message = _str(error.get("message"))
+        error = as_dict(doc.get("error"))
+        code = as_str(error.get("code")) or "unknown"
+        message = as_str(error.get("message"))
         raise ParseError(f"openFDA error {code}" + (f": {message}" if message else ""))
     results = doc.get("results")
     if not isinstance(results, list):
@@ -110,13 +109,13 @@ def parse_openfda_records(doc: dict[str, Any], *, source: str) -> list[Advisory]
 
 
 def _record(rec: dict[str, Any], source: str) -> Advisory | None:
-    product_type = _str(rec.get("product_type")).lower()
+    product_type = as_str(rec.get("product_type")).lower()
     if product_type and product_type not in ("devices", "device"):
         return None
     # the product name keeps the description as published: model lists are laid out line by line
-    description = _str(rec.get("product_description")).replace("\r\n", "\n")
+    description = as_str(rec.get("product_description")).replace("\r\n", "\n")
     reason = _text(rec.get("reason_for_recall"))
-    recall_id = (_str(rec.get("product_res_number")) or _str(rec.get("recall_number"))).upper()
+    recall_id = (as_str(rec.get("product_res_number")) or as_str(rec.get("recall_number"))).upper()
     if not recall_id:
         # the legacy enforcement-report scrape only names the number inside the description
         found = recall_numbers(description)
@@ -125,12 +124,10 @@ def _record(rec: dict[str, Any], source: str) -> Advisory | None:
     if not entry_id:
         return None
 
-    firm = _firm(_str(rec.get("recalling_firm")))
+    firm = _firm(as_str(rec.get("recalling_firm")))
     first_line = next((line for line in _text(description).splitlines() if line), "")
-    title = _cap(
-        f"{firm}: {first_line}" if firm and first_line else firm or first_line or recall_id, TITLE_CAP
-    )
-    cfres_id = _str(rec.get("cfres_id"))
+    title = cap(f"{firm}: {first_line}" if firm and first_line else firm or first_line or recall_id, TITLE_CAP)
+    cfres_id = as_str(rec.get("cfres_id"))
     update_dates = [d for d in (_date(rec.get(k)) for k in _UPDATE_DATE_KEYS) if d is not None]
     published = (
         _date(rec.get("event_date_initiated"))
@@ -150,9 +147,7 @@ def _record(rec: dict[str, Any], source: str) -> Advisory | None:
         summary=_summary(reason, _text(rec.get("action")), _text(rec.get("code_info"))),
         identifiers=all_identifiers(recall_id, description, reason),
         products=(
-            (Product(vendor=firm, name=description, version="", status="known_affected"),)
-            if description
-            else ()
+            (Product(vendor=firm, name=description, version="", status="known_affected"),) if description else ()
         ),
         severity=_severity(rec),
         manufacturer=firm or None,
@@ -162,31 +157,31 @@ def _record(rec: dict[str, Any], source: str) -> Advisory | None:
 
 def _fallback_id(rec: dict[str, Any]) -> str:
     """An id for a record that names no recall number (trimmed examples, records not yet numbered)."""
-    cfres_id = _str(rec.get("cfres_id"))
+    cfres_id = as_str(rec.get("cfres_id"))
     if cfres_id:
         return f"CFRES-{cfres_id}"
-    event = _str(rec.get("res_event_number")) or _str(rec.get("event_id"))
+    event = as_str(rec.get("res_event_number")) or as_str(rec.get("event_id"))
     return f"EVENT-{event}" if event else ""
 
 
 def _severity(rec: dict[str, Any]) -> str | None:
-    classification = _str(rec.get("classification"))
+    classification = as_str(rec.get("classification"))
     if classification:
         return classification
-    device_class = _dict(rec.get("openfda")).get("device_class")
+    device_class = as_dict(rec.get("openfda")).get("device_class")
     if isinstance(device_class, list):  # some openFDA endpoints wrap every openfda field in a list
         device_class = device_class[0] if device_class else None
-    device_class = _str(device_class)
+    device_class = as_str(device_class)
     # openFDA uses "N"/"U"/"f" for unclassified devices: only a real class 1-3 is worth showing
     return f"Class {'I' * int(device_class)}" if device_class in ("1", "2", "3") else None
 
 
 def _extra(rec: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     facts = (
-        ("event_number", _str(rec.get("res_event_number")) or _str(rec.get("event_id"))),
-        ("status", _str(rec.get("recall_status")) or _str(rec.get("status"))),
-        ("product_code", _str(rec.get("product_code"))),
-        ("quantity", _str(rec.get("product_quantity"))),
+        ("event_number", as_str(rec.get("res_event_number")) or as_str(rec.get("event_id"))),
+        ("status", as_str(rec.get("recall_status")) or as_str(rec.get("status"))),
+        ("product_code", as_str(rec.get("product_code"))),
+        ("quantity", as_str(rec.get("product_quantity"))),
     )
     return tuple((key, value) for key, value in facts if value)
 
@@ -197,7 +192,7 @@ def _summary(reason: str, action: str, code_info: str) -> str:
         parts.append(f"Action: {action}")
     if code_info:
         parts.append(f"Code info: {code_info}")
-    return _cap("\n\n".join(p for p in parts if p), SUMMARY_CAP)
+    return cap("\n\n".join(p for p in parts if p), SUMMARY_CAP)
 
 
 def _firm(raw: str) -> str:
@@ -206,7 +201,7 @@ def _firm(raw: str) -> str:
 
 def _date(value: object) -> datetime | None:
     """openFDA dates: YYYY-MM-DD, YYYYMMDD, and MM/DD/YYYY in the legacy reports."""
-    text = _str(value)
+    text = as_str(value)
     parsed = parse_datetime(text)
     if parsed is None and (m := _US_DATE_RE.match(text)):
         try:
@@ -227,25 +222,4 @@ def _text(value: object) -> str:
     """Plain text with line structure kept (model lists are one per line), runs of spaces folded."""
     if not isinstance(value, str):
         return ""
-    lines = (_WS_RE.sub(" ", line).strip() for line in value.splitlines())
-    return _BLANKS_RE.sub("\n\n", "\n".join(lines)).strip()
-
-
-def _cap(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit * 0.8 else cut).rstrip() + "…"
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _str(value: object) -> str:
-    if isinstance(value, bool):
-        return ""
-    if isinstance(value, int):
-        return str(value)  # ids such as cfres_id may come as numbers
-    return value.strip() if isinstance(value, str) else ""
+    return fold_spaces(value)
