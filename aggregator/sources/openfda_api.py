@@ -213,8 +213,7 @@ def _date_fields(url: str) -> tuple[str, ...]:
         if path.endswith(suffix):
             return fields
     raise SourceError(
-        "not an openFDA endpoint this source knows: "
-        "expected …/device/recall.json or …/device/enforcement.json"
+        "not an openFDA endpoint this source knows: expected …/device/recall.json or …/device/enforcement.json"
     )
 
 

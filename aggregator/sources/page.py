@@ -65,9 +65,7 @@ class _Links(HTMLParser):
         self._href = None
 
 
-def parse_page(
-    body: bytes, *, source: str, base_url: str, pattern: str, charset: str | None = None
-) -> list[Advisory]:
+def parse_page(body: bytes, *, source: str, base_url: str, pattern: str, charset: str | None = None) -> list[Advisory]:
     """The links whose href or text matches `pattern` (case-insensitive), one Advisory each, in page order.
 
     The href is matched as written and as the resolved path and query, never with the host: a pattern
@@ -143,9 +141,7 @@ async def poll_page(source: SourceConfig, fetcher: Fetcher, state: FeedState) ->
     if not advisories:
         before = _links_before(state)
         if before:
-            raise SourceError(
-                f"the pattern matched {before} links before and matches none now (page layout changed?)"
-            )
+            raise SourceError(f"the pattern matched {before} links before and matches none now (page layout changed?)")
         raise SourceError("the pattern matches no link on the page (check the pattern and the URL)")
     return PollResult(
         source.name,
