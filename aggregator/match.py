@@ -461,6 +461,7 @@ class _Phrase:
     text: str
     ids: tuple[_WatchId, ...]
     words: frozenset[str]
+    kinds: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +474,10 @@ class _Device:
     mfr_forms: tuple[tuple[str, ...], ...]  # word runs that name the manufacturer in model text
     phrases: tuple[_Phrase, ...]
 
+    @property
+    def maker_words(self) -> frozenset[str]:
+        return frozenset(w for form in self.mfr_forms for w in form)
+
 
 @dataclass(frozen=True, slots=True)
 class _ProductInfo:
@@ -484,6 +489,8 @@ class _ProductInfo:
     version_models: bool  # the version field names models ("MMT-523 / MMT-723 Paradigm Revel")
     text_like: bool  # a long description (openFDA): matched like running text
     version_words: frozenset[str] = frozenset()
+    numbered: bool = False  # the product name itself carries a model number ("Discovery XR656")
+    kinds: frozenset[str] = frozenset()  # what sort of device it says it is ("MONITOR", "PROGRAMMER")
 
 
 def _form_words(forms: Iterable[str], as_written: Iterable[str]) -> tuple[tuple[str, ...], ...]:
@@ -509,6 +516,28 @@ def _mark_mfr(tokens: Sequence[_Tok], forms: tuple[tuple[str, ...], ...]) -> Non
             if tuple(w for _, w in words[j : j + n]) == form:
                 for i, _ in words[j : j + n]:
                     tokens[i].mfr = True
+
+
+# Generic words that still say what sort of device something is: two names that differ only there
+# ("CareLink Monitor", "CareLink Programmer") are two products.
+_KINDS = _word_set(
+    """
+    PUMP MONITOR PROGRAMMER SERVER READER TRANSMITTER RECEIVER VENTILATOR BED SCANNER ANALYZER VIEWER
+    WORKSTATION CONTROLLER APP APPLICATION HUB METER SENSOR DEFIBRILLATOR PACEMAKER PORTAL TOOL UTILITY
+    """
+)
+
+
+def _kinds(tokens: Sequence[_Tok]) -> frozenset[str]:
+    found = set()
+    for tok in tokens:
+        if tok.kind == _WORD:
+            singular = tok.norm[:-1] if tok.norm.endswith("S") else tok.norm
+            if singular in _KINDS:
+                found.add(singular)
+            elif tok.norm in _KINDS:
+                found.add(tok.norm)
+    return frozenset(found)
 
 
 def _distinctive(tokens: Sequence[_Tok]) -> frozenset[str]:
@@ -538,7 +567,7 @@ def _compile_device(device: WatchedDevice, aliases: ManufacturerAliases) -> _Dev
         tokens = [_copy(t) for t in _tokenize(model)]
         _mark_mfr(tokens, mfr_forms)
         ids = tuple(_watch_ids(tokens))
-        phrases.append(_Phrase(model, ids, _distinctive(tokens)))
+        phrases.append(_Phrase(model, ids, _distinctive(tokens), _kinds(tokens)))
     return _Device(device, canonical, accept, ancestors, key, mfr_forms, tuple(phrases))
 
 
@@ -608,8 +637,18 @@ def _compile_product(product: Product, aliases: ManufacturerAliases) -> _Product
     ids = tuple(t for t in tokens if t.kind == _ID)
     text_like = sum(1 for t in name_tokens if t.kind in (_WORD, _ID)) > 14
     version_words = frozenset(t.norm for t in version_tokens if t.kind == _WORD)
+    numbered = any(t.kind == _ID for t in name_tokens)
     return _ProductInfo(
-        product, vendor, vendor_key, ids, _distinctive(tokens), version_models, text_like, version_words
+        product,
+        vendor,
+        vendor_key,
+        ids,
+        _distinctive(tokens),
+        version_models,
+        text_like,
+        version_words,
+        numbered,
+        _kinds(name_tokens),
     )
 
 
@@ -657,6 +696,8 @@ _NO, _LENIENT, _EXACT = 0, 1, 2
 def _id_matches(tok: _Tok, wid: _WatchId) -> int:
     """_EXACT, _LENIENT (one side lacks the other's code prefix: "MMT-508" / "MiniMed 508") or _NO."""
     if tok.series is not None:  # "Paradigm x12" covers 512 and MMT-512
+        if wid.core == tok.core:
+            return _EXACT if tok.prefix == wid.prefix else _NO
         if not tok.series.match(wid.core):
             return _NO
         return _EXACT if tok.prefix == wid.prefix else _LENIENT if not tok.prefix else _NO
@@ -670,9 +711,10 @@ def _id_matches(tok: _Tok, wid: _WatchId) -> int:
         return _EXACT
     if prefix and wid.prefix:
         return _NO
-    # "MMT-508" and "MiniMed 508" are one model; "T1" and "1" are not
+    # "MMT-508" and "MiniMed 508" are one model; "T1" and "1" are not, nor "B650" and "Carestation 650"
     digits = re.match(r"\d+", wid.core)
-    return _LENIENT if digits is not None and len(digits.group(0)) >= 3 else _NO
+    coded = len(prefix or wid.prefix) >= 3
+    return _LENIENT if coded and digits is not None and len(digits.group(0)) >= 3 else _NO
 
 
 def _match_product(phrase: _Phrase, info: _ProductInfo) -> _Hit | None:
@@ -682,11 +724,14 @@ def _match_product(phrase: _Phrase, info: _ProductInfo) -> _Hit | None:
             how = _id_matches(tok, wid)
             if how and _corroborated(wid, how, phrase, info.words):
                 return _Hit("model", phrase, tok.surface, tok.in_version, shared=shared)
+    if phrase.kinds and info.kinds and not phrase.kinds & info.kinds:
+        return None  # "CareLink Monitor" is not the "CareLink Programmer"
     if not phrase.ids and phrase.words and phrase.words <= info.words:
         return _Hit("name", phrase, phrase.text, _words_in_version(phrase, info), shared=shared)
-    # the product names a family the watched model belongs to; a model number in the product
-    # conflicts only when the watched model has one of its own
-    if info.words and info.words <= phrase.words and not (info.ids and phrase.ids):
+    # The product names a family the watched model belongs to. A model number in the product's name
+    # ("Discovery XR656") makes it a different model; one in its version field ("8.x model 35700BAX2")
+    # conflicts only with a watched model number.
+    if info.words and info.words <= phrase.words and not info.numbered and not (info.ids and phrase.ids):
         return _Hit("family", phrase, info.product.name, shared=shared)
     return None
 
@@ -716,7 +761,7 @@ class _Text:
 def _compile_text(text: str, forms: tuple[tuple[str, ...], ...]) -> _Text:
     tokens = [_copy(t) for t in _tokenize(text)]
     _mark_mfr(tokens, forms)
-    words = frozenset(t.norm for t in tokens if t.kind == _WORD and not t.mfr)
+    words = frozenset(t.norm for t in tokens if t.kind == _WORD)
     return _Text(_folded(text), tuple(tokens), words)  # token offsets hold in the folded text
 
 
@@ -736,31 +781,46 @@ def _match_text(phrase: _Phrase, text: _Text, *, family: bool = True) -> _Hit | 
     if not phrase.ids:
         if not phrase.words <= text.words:
             return None
-        ends = _mentions(tokens, phrase.words)
+        ends = _mentions(tokens, phrase.words, phrase.kinds)
         return _Hit("name", phrase, phrase.text, positions=ends) if ends else None
     return _family_in_text(phrase, tokens) if family else None
 
 
-def _mentions(tokens: Sequence[_Tok], words: frozenset[str]) -> tuple[int, ...]:
+def _mentions(tokens: Sequence[_Tok], words: frozenset[str], kinds: frozenset[str]) -> tuple[int, ...]:
     """Where every watched word appears close together ("Connex Spot Monitor", not "Connex ... spot
     check" two sentences apart); the offset after the last word, where a version would follow."""
     ends: list[int] = []
-    reach = len(words) + 3
     for i, tok in enumerate(tokens):
         if tok.kind != _WORD or tok.norm not in words:
             continue
         seen = {tok.norm}
-        for j in range(i + 1, min(len(tokens), i + reach)):
-            if _STRONG_BOUNDARY.search(tokens[j].sep):
+        end = tok.end
+        foreign = 0  # generic words in between are free: "USB-C Blood Glucose Monitoring System Starter Kit"
+        for j in range(i + 1, min(len(tokens), i + 16)):
+            nxt = tokens[j]
+            if seen == words or foreign > 2 or _STRONG_BOUNDARY.search(nxt.sep):
                 break
-            if tokens[j].kind == _WORD and tokens[j].norm in words:
-                seen.add(tokens[j].norm)
-                if seen == words:
-                    ends.append(tokens[j].end)
-                    break
-        if seen == words and len(words) == 1:
-            ends.append(tok.end)
+            if nxt.kind == _WORD and nxt.norm in words:
+                seen.add(nxt.norm)
+                end = nxt.end
+            elif nxt.kind == _ID or (nxt.norm not in _GENERIC and len(nxt.norm) > 1):
+                foreign += 1
+        if seen == words and _kinds_agree(kinds, tokens[i : i + 16]):
+            ends.append(end)
     return tuple(dict.fromkeys(ends))
+
+
+def _kinds_agree(kinds: frozenset[str], window: Sequence[_Tok]) -> bool:
+    """The words right after a mention do not say it is another sort of device."""
+    if not kinds:
+        return True
+    near: list[_Tok] = []
+    for tok in window:
+        if near and _STRONG_BOUNDARY.search(tok.sep):
+            break
+        near.append(tok)
+    found = _kinds(near[:8])
+    return not found or bool(found & kinds)
 
 
 def _text_corroborated(
@@ -825,9 +885,9 @@ def _vendor_matches(dev: _Device, vendor: frozenset[str], vendor_key: str, adv: 
     if vendor & dev.accept:
         return True
     core = _core_key(dev.key)
-    if core and _contains_words(vendor_key, core):
-        return True
     vendor_core = _core_key(vendor_key)
+    if core and _contains_words(vendor_core, core):
+        return True
     parent_like = bool(vendor & dev.ancestors) or bool(vendor_core and _contains_words(dev.key, vendor_core))
     # The vendor is the parent ("Baxter" for a Welch Allyn device): only when the advisory also names
     # the acquired company, or is a medical advisory, where the parent's name stands for its devices.
@@ -1019,7 +1079,8 @@ def _title_hit(adv: _CompiledAdvisory, dev: _Device) -> _Found | None:
     title = _compile_text(adv.advisory.title, dev.mfr_forms)
     for phrase in dev.phrases:
         hit = _match_text(phrase, title, family=False)
-        if hit is not None:
+        # one family word in a title ("Medtronic MyCareLink Smart") is too little to go on
+        if hit is not None and (hit.kind == "model" or len(phrase.words - dev.maker_words) >= 2):
             titled = _Hit(hit.kind, phrase, hit.token, in_title=True)
             words = "its product list does not name the model, so the affected versions are unknown (undecided)"
             return _Found(titled, None, _Verdict(None, words), True)

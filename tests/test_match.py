@@ -177,6 +177,15 @@ def test_several_vendors_in_one_advisory_each_checked_against_its_own_products()
         (("CARESCAPE B650",), "Carestation 650", "vers:all/*", False),
         (("CARESCAPE B650",), "Innova IGS 6x0", "vers:all/*", False),
         (("Carestation 650",), "GE Carestation", "620 | 650 | 650c", True),
+        (("B650",), "GE Carestation", "620 | 650 | 650c", False),  # a one-letter code is part of the model
+        (("Optima CT520",), "Optima 520", "vers:all/*", False),
+        # a family product whose own name carries a model number is another model
+        (("Discovery IQ",), "Discovery XR656", "vers:all/*", False),
+        (("Discovery IQ",), "Discovery", "vers:all/*", True),
+        # names that differ only in the sort of device are two products
+        (("CareLink Monitor",), "2090 CareLink Programmer", "vers:all/*", False),
+        (("CareLink Monitor",), "CareLink Monitor", "2490C", True),
+        (("Connex Spot Monitor",), "Welch Allyn Connex Spot Monitor (CSM)", "< 1.52", True),
         (("Aestiva 7300",), "GE Aestiva", "7100 | 7900 MRI", False),
         # family-level products concern a more specific watched model unless they name another model
         (("Alaris PC Unit 8015",), "Alaris PC Unit", "9.13 | 9.19", True),
@@ -476,6 +485,10 @@ def test_title_names_the_model_when_no_product_does() -> None:
     match = one(advisory, dev("B. Braun", "Infusomat Space"))
     assert match is not None and match.affected is None
     assert one(advisory, dev("B. Braun", "Perfusor Space")) is None
+    # one family word in a title is too little: "MyCareLink Smart" is not the MyCareLink Monitor
+    smart = csaf(prod("Medtronic", "Smart Model 25000 Patient Reader"), title="Medtronic MyCareLink Smart")
+    assert one(smart, dev("Medtronic", "MyCareLink Monitor")) is None
+    assert one(smart, dev("Medtronic", "MyCareLink Smart 25000")) is not None
 
 
 # --- advisories from the corpus --------------------------------------------------------------
