@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -205,9 +207,16 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
 
 
 def _reason(exc: aiohttp.ClientConnectorError) -> str:
+    """Name the kind of failure: asyncio words a refused or unreachable connect as "Connect call failed
+    (addr)", so the errno says which; a failed name lookup says "DNS"."""
     inner: Any = exc.os_error
-    text = getattr(inner, "strerror", None) or str(inner) or exc.__class__.__name__
-    return str(text)
+    text = str(getattr(inner, "strerror", None) or str(inner) or exc.__class__.__name__)
+    if type(exc).__name__ == "ClientConnectorDNSError" or isinstance(inner, socket.gaierror):  # aiohttp >= 3.10
+        return f"DNS lookup failed: {text}"
+    errno = getattr(inner, "errno", None)
+    if text.startswith("Connect call failed") and isinstance(errno, int) and errno > 0:
+        return os.strerror(errno).lower()
+    return text
 
 
 async def sleep_or_stop(seconds: float, stop: asyncio.Event) -> bool:

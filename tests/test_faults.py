@@ -1,0 +1,401 @@
+"""Fault injection: what a failing source or notification target does to the daemon.
+
+Promise 3 (source isolation and health), as a table: two RSS sources on a real local HTTP server, one
+healthy ("cisa", the recorded CISA-shaped feed) and one that breaks in a given way ("fda", the recorded
+FDA recalls feed); watched devices match items of both. A good cycle first (so "fda" has stored
+advisories and alerts), then two cycles with the fault while "cisa" gains one new matching item per
+cycle, then a recovery cycle. Each case checks: the cycle names the failed source with a one-line
+reason naming the fault; the healthy source's new item still alerts; "fda"'s stored advisories are
+all still there; every (event, device) got exactly one alert, printed exactly once; the failure is
+logged at ERROR once for the change of state (not again on the second failing cycle), and the
+recovery once at INFO.
+
+Promise 1 (at-least-once delivery) with one live and one refusing aiosmtpd server and a chat webhook
+that answers 500: the live target gets each alert once, the dead ones stay pending with attempts
+growing, then get each alert once when they come back; past max_attempts the alert is still pending,
+listed by `aggregator alerts` and logged at ERROR.
+
+Everything runs on 127.0.0.1: DNS failures come from a resolver that refuses every name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import logging
+import re
+import socket
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from aggregator.config import Config, load_config
+from aggregator.daemon import CycleReport, Daemon
+from aggregator.sources.http import USER_AGENT, Fetcher
+from aggregator.store import Store
+from tests.conftest import (
+    FeedServer,
+    closed_port_url,
+    fixture_bytes,
+    write_config,
+)
+from tests.test_e2e import feed_with
+
+FDA_FEED = fixture_bytes("rss", "fda-medical-device-recalls.xml")
+FAST = {"attempts": 2, "backoff_initial": 0.01, "max_retry_wait": 1}
+# One new matching CISA item per failing cycle (both concern the watched "monitor").
+NEW_CISA_ITEMS = ("ICSMA-18-179-01", "ICSMA-20-345-01")
+FDA_MAX_BYTES = 100_000
+MEMORY_BOUND_KB = 300 * 1024
+
+
+# -- a feed server with the faults a static Route cannot express -------------------------------
+
+
+class FaultServer(FeedServer):
+    """FeedServer plus: a body trickled a byte every 0.5 s, a body cut off before its Content-Length,
+    an endless chunked body, and POST hooks (a chat webhook) with scripted statuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts: dict[str, list[dict[str, Any]]] = {}
+        self.post_status: dict[str, int] = {}
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        special = {"/trickle.xml": self._trickle, "/cut.xml": self._cut, "/endless.xml": self._endless}
+        handler = special.get(request.path)
+        if handler is None:
+            return await super()._handle(request)
+        self.requests.append((request.path, dict(request.headers)))
+        return await handler(request)
+
+    async def _trickle(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+        resp.content_length = len(FDA_FEED)
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            for i in range(60):  # 30 s at most, even if nobody hangs up
+                await resp.write(FDA_FEED[i : i + 1])
+                await asyncio.sleep(0.5)
+        return resp
+
+    async def _cut(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+        resp.content_length = len(FDA_FEED)
+        await resp.prepare(request)
+        await resp.write(FDA_FEED[: len(FDA_FEED) // 2])
+        assert request.transport is not None
+        request.transport.close()  # hang up mid-body: the client sees less than Content-Length
+        return resp
+
+    async def _endless(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+        resp.enable_chunked_encoding()  # no Content-Length: only counting the bytes can stop it
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await resp.write(FDA_FEED[:200] + b"<!--")
+            for _ in range(200):  # 12.8 MB at most
+                await resp.write(b"x" * 65536)
+        return resp
+
+    async def _post(self, request: web.Request) -> web.Response:
+        self.posts.setdefault(request.path, []).append(await request.json())
+        status = self.post_status.get(request.path, 200)
+        return web.Response(status=status, text="ok" if status == 200 else "chat service down")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        app.router.add_route("POST", "/{tail:.*}", self._post)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    server = FaultServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+class NoDnsResolver(AbstractResolver):
+    """Answers every lookup as getaddrinfo does for an unknown name, so no DNS query leaves the machine
+    (IP literals such as 127.0.0.1 never reach a resolver in aiohttp)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")  # what getaddrinfo raises
+
+    async def close(self) -> None:
+        pass
+
+
+# -- the fault table -----------------------------------------------------------------------------
+
+
+@dataclass
+class Env:
+    server: FaultServer
+    tmp: Path
+    resolver: NoDnsResolver | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way for the "fda" source to break: `serve` arranges it and returns the source's URL."""
+
+    id: str
+    reason: str  # a regex the one-line reason must match: it names the kind of fault
+    serve: Callable[[Env], str]
+    no_dns: bool = False  # the cycle's HTTP session gets a resolver that fails every lookup
+
+
+def _route(**kwargs: Any) -> Callable[[Env], str]:
+    return lambda env: env.server.set("/fda.xml", **kwargs)
+
+
+def _path(path: str) -> Callable[[Env], str]:
+    return lambda env: env.server.url(path)
+
+
+def _gzip_bomb(env: Env) -> str:
+    # 50 MB inflated from ~50 kB on the wire: the cap must count inflated bytes, not wire bytes.
+    inflated = FDA_FEED[:200] + b"<!--" + b" " * 50_000_000 + b"-->"
+    return env.server.set("/fda.xml", body=gzip.compress(inflated, 9), headers={"Content-Encoding": "gzip"})
+
+
+_BLOCK_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Access Denied</title></head><body><h1>Access Denied</h1>"
+    b"You don't have permission to access this server. Reference #18.7a3c1702.1717000000.5f0e1d2</body></html>"
+)
+
+FAULTS = [
+    Fault("http-500", r"HTTP 500", _route(status=500, body=b"oops")),
+    Fault("http-502", r"HTTP 502", _route(status=502, body=b"bad gateway")),
+    Fault("http-503", r"HTTP 503", _route(status=503, body=b"maintenance")),
+    Fault("http-429-retry-after", r"HTTP 429", _route(status=429, headers={"Retry-After": "3600"})),
+    Fault(
+        "connection-refused",
+        r"cannot connect to 127\.0\.0\.1:\d+ \(connection refused\)",
+        lambda env: closed_port_url("/fda.xml"),
+    ),
+    Fault(
+        "dns-failure",
+        r"cannot connect to fda-recalls\.invalid:80 \(DNS lookup failed: Name or service not known\)",
+        lambda env: "http://fda-recalls.invalid/fda.xml",
+        no_dns=True,
+    ),
+    Fault("timeout-no-answer", r"timed out after 2s", _route(body=FDA_FEED, delay=2.5)),
+    Fault("trickling-server", r"timed out after 2s", _path("/trickle.xml")),
+    Fault("truncated-body-connection-cut", r"truncated or broken response body", _path("/cut.xml")),
+    Fault(
+        "truncated-xml-complete-response",
+        r"malformed XML",
+        _route(body=FDA_FEED[: len(FDA_FEED) // 2]),
+    ),
+    Fault("malformed-xml", r"malformed XML", _route(body=FDA_FEED.replace(b"</title>", b"</titel>", 3))),
+    Fault(
+        "malformed-json",
+        r"not a readable feed",
+        _route(body=b'{"results": [{"recall_number": "Z-1234-2024", ', content_type="application/json"),
+    ),
+    Fault(
+        "wrong-content-type-json-not-rss",
+        r"not a readable feed",
+        _route(body=json.dumps({"status": "ok", "items": []}).encode(), content_type="application/json"),
+    ),
+    Fault(
+        "cdn-block-page-200",
+        r"got an HTML page instead of a feed",
+        _route(body=_BLOCK_PAGE, content_type="text/html"),
+    ),
+    Fault("cdn-block-page-403", r"HTTP 403", _route(status=403, body=_BLOCK_PAGE, content_type="text/html")),
+    Fault("redirect-loop", r"too many redirects", _route(status=302, headers={"Location": "/fda.xml"})),
+    Fault(
+        "over-size-cap-declared",
+        rf"over the size cap of {FDA_MAX_BYTES} bytes",
+        _route(body=FDA_FEED + b"<!--" + b"x" * 2 * FDA_MAX_BYTES + b"-->"),
+    ),
+    Fault("over-size-cap-chunked", rf"over the size cap of {FDA_MAX_BYTES} bytes", _path("/endless.xml")),
+    Fault("over-size-cap-gzip-bomb", rf"over the size cap of {FDA_MAX_BYTES} bytes", _gzip_bomb),
+]
+
+
+# -- config, cycles and what was alerted ---------------------------------------------------------
+
+
+def two_source_config(folder: Path, cisa_url: str, fda_url: str, notify: str = "") -> Config:
+    path = write_config(
+        folder,
+        f"""
+[daemon]
+state = "state.sqlite3"
+interval = "1h"
+
+[[source]]
+name = "cisa"
+kind = "rss"
+url = "{cisa_url}"
+
+[[source]]
+name = "fda"
+kind = "rss"
+url = "{fda_url}"
+timeout = "2s"
+max_bytes = {FDA_MAX_BYTES}
+
+[[watch]]
+name = "monitor"
+manufacturer = "Medtronic"
+models = ["MyCareLink Patient Monitor"]
+
+[[watch]]
+name = "tslim"
+manufacturer = "Tandem Diabetes Care"
+models = ["t:slim X2"]
+{notify}""",
+    )
+    return load_config(path)
+
+
+def cycle(config: Config, *, session: Callable[[], aiohttp.ClientSession] | None = None) -> CycleReport:
+    """One `run --once` cycle in-process, on a freshly opened state file (as a restarted daemon would)."""
+    store = Store.open(config.state)
+    try:
+        daemon = Daemon(config, store, fetcher_options=FAST)
+        if session is None:
+            return asyncio.run(daemon.run_once())
+        original = Fetcher.new_session
+        Fetcher.new_session = staticmethod(session)  # type: ignore[method-assign]
+        try:
+            return asyncio.run(daemon.run_once())
+        finally:
+            Fetcher.new_session = original  # type: ignore[method-assign]
+    finally:
+        store.close()
+
+
+def alerts(state: Path) -> Counter[tuple[str, str]]:
+    """How many alerts were queued per (event, device); operational notices (device "") left out."""
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        rows = db.execute("SELECT event_id, device FROM alerts WHERE device != ''").fetchall()
+    return Counter((r[0], r[1]) for r in rows)
+
+
+def subjects(state: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        return [r[0] for r in db.execute("SELECT subject FROM alerts WHERE device != '' ORDER BY id")]
+
+
+def stored_entries(state: Path, source: str) -> set[str]:
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        return {r[0] for r in db.execute("SELECT entry_id FROM advisories WHERE source = ?", (source,))}
+
+
+def failure_logs(caplog: pytest.LogCaptureFixture, source: str) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "aggregator.daemon" and r.levelno >= logging.ERROR and f"source {source} failed" in r.message
+    ]
+
+
+def assert_each_once(counts: Counter[tuple[str, str]], expected: set[tuple[str, str]]) -> None:
+    assert set(counts) == expected, f"lost: {expected - set(counts)}, unexpected: {set(counts) - expected}"
+    repeated = {pair: n for pair, n in counts.items() if n != 1}
+    assert not repeated, f"alerted more than once: {repeated}"
+
+
+# -- promise 3: the matrix -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
+def test_a_failing_source_is_isolated_reported_once_and_forgets_nothing(
+    fault: Fault, tmp_path: Path, fault_server: FaultServer, caplog: pytest.LogCaptureFixture, capsys: Any
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aggregator")
+    env = Env(fault_server, tmp_path)
+    cisa_url = fault_server.set("/cisa.xml", body=feed_with())
+    good_fda = fault_server.set("/fda.xml", body=FDA_FEED)
+    state = tmp_path / "state.sqlite3"
+
+    # 1. A good cycle on both sources.
+    good = cycle(two_source_config(tmp_path, cisa_url, good_fda))
+    assert good.ok, good.failed_sources
+    before = stored_entries(state, "fda")
+    assert len(before) == 8
+    expected = set(alerts(state))
+    assert ("ICSMA-25-205-01", "monitor") in expected
+    assert sum(1 for _, device in expected if device == "tslim") == 2, "both Tandem recalls in the fda feed"
+
+    # 2. Two cycles with the fault; the healthy source gains one matching item in each.
+    fault_url = fault.serve(env)
+    resolver = NoDnsResolver() if fault.no_dns else None
+    session = _no_dns_session(resolver) if resolver else None
+    faulty_config = two_source_config(tmp_path, cisa_url, fault_url)
+    for n, new_item in enumerate(NEW_CISA_ITEMS, start=1):
+        fault_server.set("/cisa.xml", body=feed_with(*NEW_CISA_ITEMS[:n]))
+        report = cycle(faulty_config, session=session)
+        assert sorted(report.polled) == ["cisa", "fda"]
+        assert [name for name, _ in report.failed_sources] == ["fda"], "only the faulty source failed"
+        reason = report.failed_sources[0][1]
+        assert "\n" not in reason and len(reason) < 400, f"one short line: {reason!r}"
+        assert re.search(fault.reason, reason), f"the reason names the fault: {reason!r}"
+        expected.add((new_item, "monitor"))
+        assert_each_once(alerts(state), expected)
+        assert stored_entries(state, "fda") == before, "nothing seen before is forgotten"
+        errors = failure_logs(caplog, "fda")
+        assert len(errors) == 1, f"logged once per change of state, not per poll: {[e.message for e in errors]}"
+        assert reason in errors[0].message
+    assert any("source fda still failing (2 in a row)" in r.message for r in caplog.records)
+    if resolver is not None:
+        assert resolver.asked == ["fda-recalls.invalid"] * 4, "the failure came from the (refusing) resolver"
+    with contextlib.closing(Store.open(state)) as store:
+        st = store.feed_state("fda")
+        assert st.outcome == "failed" and st.consecutive_failures == 2 and st.error == reason
+        assert st.items == 8 and st.last_success is not None
+
+    # 3. The source comes back: one INFO line, nothing re-alerted, nothing lost.
+    fault_server.set("/fda.xml", body=FDA_FEED)
+    back = cycle(two_source_config(tmp_path, cisa_url, good_fda))
+    assert back.ok, back.failed_sources
+    assert any(
+        r.levelno == logging.INFO and "source fda recovered after 2 failed polls" in r.message for r in caplog.records
+    )
+    assert len(failure_logs(caplog, "fda")) == 1
+    assert_each_once(alerts(state), expected)
+    assert stored_entries(state, "fda") == before
+
+    # Every alert reached its (stdout) target exactly once.
+    out = capsys.readouterr().out
+    for subject in subjects(state):
+        assert out.count(subject + "\n") == 1, subject
+
+
+def _no_dns_session(resolver: NoDnsResolver) -> Callable[[], aiohttp.ClientSession]:
+    # Fetcher.new_session() takes no connector, so the test swaps in a factory building the same
+    # session (same User-Agent) on a connector whose resolver refuses every name.
+    def make() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(resolver=resolver)
+        return aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, connector=connector)
+
+    return make
