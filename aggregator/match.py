@@ -1054,7 +1054,7 @@ def _match_device(adv: _CompiledAdvisory, dev: _Device, aliases: ManufacturerAli
     if adv.informative:
         vendors = [info for info in adv.products if _vendor_matches(dev, info.vendor, info.vendor_key, adv)]
         for info in vendors:
-            hit = _best_product_hit(dev, info, adv, aliases)
+            hit = _best_product_hit(dev, info, adv)
             if hit is not None:
                 found.append(hit)
                 mfr_note = mfr_note or f'vendor "{info.product.vendor}"'
@@ -1087,9 +1087,7 @@ def _title_hit(adv: _CompiledAdvisory, dev: _Device) -> _Found | None:
     return None
 
 
-def _best_product_hit(
-    dev: _Device, info: _ProductInfo, adv: _CompiledAdvisory, aliases: ManufacturerAliases
-) -> _Found | None:
+def _best_product_hit(dev: _Device, info: _ProductInfo, adv: _CompiledAdvisory) -> _Found | None:
     if info.text_like:
         text = _compile_text(f"{info.product.name}\n{adv.advisory.title}", dev.mfr_forms)
         for phrase in dev.phrases:
@@ -1183,7 +1181,9 @@ def _build_match(advisory: Advisory, dev: _Device, found: list[_Found], mfr_note
 
 def _why(dev: _Device, lead: _Found, mfr_note: str, count: int) -> str:
     hit = lead.hit
-    who = f"{dev.device.manufacturer} ({mfr_note})"
+    # the vendor of the product that explains the match, not of whichever product matched first
+    note = f'vendor "{lead.product.vendor.strip()}"' if lead.product is not None and lead.product.vendor else mfr_note
+    who = f"{dev.device.manufacturer} ({note})"
     what = _text_what(hit) if lead.product is None else _product_what(lead.product, hit)
     more = f" (and {count - 1} more matching product{'s' if count > 2 else ''})" if count > 1 else ""
     return f"{who} {what}{more}; {lead.verdict.words}"
