@@ -470,6 +470,41 @@ def test_text_manufacturer(watched: str, text: str, want: bool) -> None:
     assert (one(item(text), dev(watched, *models)) is not None) is want
 
 
+@pytest.mark.parametrize(
+    ("advisory", "device", "affected"),
+    [
+        # generic words between the watched words do not split a mention
+        (
+            item("Dario Health USB-C Blood Glucose Monitoring System Starter Kit Android Application", "Vendor: Dario"),
+            dev("Dario Health", "USB-C Blood Glucose Monitoring System Starter Kit"),
+            None,
+        ),
+        # a vendor field with corporate words in the middle
+        (
+            item(
+                "Mira Hormone Monitor",
+                "AFFECTED PRODUCTS\nMira Monitor Firmware 1.7.1.47",
+                manufacturer="Quanovate Tech Inc. (operating as Mira / Mira Care)",
+            ),
+            dev("Quanovate Tech (operating as Mira / Mira Care)", "Mira Hormone Monitor"),
+            None,
+        ),
+        # a product named after its maker
+        (
+            item(
+                "Orthanc Server", "AFFECTED PRODUCTS\nOrthanc server: Versions prior to 1.5.8.", manufacturer="Orthanc"
+            ),
+            dev("Orthanc", "Orthanc Server", firmware="1.5.7"),
+            True,
+        ),
+    ],
+)
+def test_text_odd_names(advisory: Advisory, device: WatchedDevice, affected: bool | None) -> None:
+    match = one(advisory, device)
+    assert match is not None
+    assert match.affected is affected
+
+
 def test_text_name_words_must_be_close_together() -> None:
     far = item("Acme Widget recall", "The Connex unit is affected. Nurses should spot check the display.")
     near = item("Acme Widget recall", "The Connex Spot Monitor is affected.")
