@@ -575,13 +575,26 @@ def _copy(tok: _Tok) -> _Tok:
     return replace(tok)
 
 
+def _typed_code(before: _Tok | None, tok: _Tok) -> str:
+    if before is None or before.kind != _WORD or before.mfr or tok.prefix or tok.prev_word:
+        return ""
+    if len(before.norm) > 3 or before.norm in _GENERIC or tok.sep not in (" ", "-"):
+        return ""
+    return before.norm
+
+
 def _watch_ids(tokens: Sequence[_Tok]) -> Iterable[_WatchId]:
     word_before = ""  # may be the maker's own name: "HAMILTON" in "HAMILTON-T1"
+    prev: _Tok | None = None
     for tok in tokens:
+        before, prev = prev, tok
         if tok.kind == _WORD and tok.norm not in _GENERIC:
             word_before = tok.norm
         if tok.kind != _ID:
             continue
+        code = _typed_code(before, tok)
+        if code:  # typed in lower case, "mx 40" / "mmt-508": the short word may be the model's code
+            yield _WatchId(code, tok.core, f"{before.surface if before else ''} {tok.surface}", word_before)
         if tok.lo is not None and tok.hi is not None and tok.hi - tok.lo <= 50:
             for n in range(tok.lo, tok.hi + 1):  # someone watching "MX400-MX450" watches each of them
                 yield _WatchId(tok.prefix, str(n), f"{tok.prefix}{n}", word_before)

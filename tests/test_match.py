@@ -165,6 +165,9 @@ def test_several_vendors_in_one_advisory_each_checked_against_its_own_products()
         (("MINIMED-508",), "MiniMed 508 pump", "vers:all/*", True),
         (("MMT-508",), "MiniMed 508 pump", "vers:all/*", True),
         (("IntelliBridge EC80",), "IntelliBridge EC 80 Hub", "<= C.00.04", True),
+        (("intellivue mx 40",), "IntelliVue MX40 Patient Worn Monitor", "< B.06.18", True),  # typed in lower case
+        (("mmt-508",), "MMT-500 Remote Controller", "MMT-508 MiniMed pump", True),
+        (("intellivue x 40",), "IntelliVue MX40 Patient Worn Monitor", "< B.06.18", False),
         (("CareLink 2090 Programmer",), "2090 CareLink Programmer", "vers:all/*", True),  # any order
         (("CareLink 2090 Programmer",), "CareLink 9790 Programmer", "vers:all/*", False),
         # marketing names and model numbers: the advisory relates them
