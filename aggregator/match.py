@@ -18,6 +18,7 @@ and some products are named only as a family ("Alaris PC Unit"). The rules, in s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import tomllib
 import unicodedata
@@ -491,6 +492,8 @@ class _ProductInfo:
     version_words: frozenset[str] = frozenset()
     numbered: bool = False  # the product name itself carries a model number ("Discovery XR656")
     kinds: frozenset[str] = frozenset()  # what sort of device it says it is ("MONITOR", "PROGRAMMER")
+    excluded_ids: tuple[_Tok, ...] = ()  # models the product explicitly leaves out ("not including ...")
+    excluded_words: frozenset[str] = frozenset()
 
 
 def _form_words(forms: Iterable[str], as_written: Iterable[str]) -> tuple[tuple[str, ...], ...]:
@@ -564,7 +567,7 @@ def _compile_device(device: WatchedDevice, aliases: ManufacturerAliases) -> _Dev
     mfr_forms = _form_words(_family_forms(aliases, accept | ancestors, [device.manufacturer]), [device.manufacturer])
     phrases = []
     for model in device.models:
-        tokens = [_copy(t) for t in _tokenize(model)]
+        tokens = _name_tokens(model)
         _mark_mfr(tokens, mfr_forms)
         ids = tuple(_watch_ids(tokens))
         phrases.append(_Phrase(model, ids, _distinctive(tokens), _kinds(tokens)))
@@ -573,6 +576,32 @@ def _compile_device(device: WatchedDevice, aliases: ManufacturerAliases) -> _Dev
 
 def _copy(tok: _Tok) -> _Tok:
     return replace(tok)
+
+
+def _name_tokens(name: str) -> list[_Tok]:
+    """A product or model name's tokens (copies), with single capital letters after a name read as
+    model designators: "Vivid I" is a model of the Vivid family, not the family itself."""
+    tokens = [_copy(t) for t in _tokenize(name)]
+    for prev, tok in itertools.pairwise(tokens):
+        if (
+            tok.kind == _WORD
+            and len(tok.surface) == 1
+            and tok.surface.isupper()
+            and tok.sep == " "
+            and prev.kind == _WORD
+            and prev.norm not in _GENERIC
+        ):
+            tok.kind, tok.core = _ID, tok.norm
+    return tokens
+
+
+_EXCLUDING_RE = re.compile(r"[,;(]?\s*\b(?:not\s+including|excluding|except(?:\s+for)?|other\s+than)\b", re.I)
+
+
+def _split_excluded(name: str) -> tuple[str, str]:
+    """ "Venue, not including Venue 40 R1-3 and Venue 50 R4-5": what is named, and what is left out."""
+    m = _EXCLUDING_RE.search(name)
+    return (name[: m.start()], name[m.end() :]) if m else (name, "")
 
 
 def _typed_code(before: _Tok | None, tok: _Tok) -> str:
@@ -636,7 +665,10 @@ def _vendor(vendor_field: str, aliases: ManufacturerAliases) -> tuple[frozenset[
 
 def _compile_product(product: Product, aliases: ManufacturerAliases) -> _ProductInfo:
     vendor, vendor_key, forms = _vendor(product.vendor, aliases)
-    name_tokens = [_copy(t) for t in _tokenize(product.name)]
+    included, excluded = _split_excluded(product.name)
+    name_tokens = _name_tokens(included)
+    left_out = _name_tokens(excluded)
+    _mark_mfr(left_out, forms)
     version_models = _version_names_models(product.version)
     version_tokens: list[_Tok] = []
     if version_models:
@@ -662,6 +694,8 @@ def _compile_product(product: Product, aliases: ManufacturerAliases) -> _Product
         version_words,
         numbered,
         _kinds(name_tokens),
+        tuple(t for t in left_out if t.kind == _ID),
+        frozenset(t.norm for t in left_out if t.kind == _WORD and not t.mfr and t.norm not in _GENERIC),
     )
 
 
@@ -731,6 +765,10 @@ def _id_matches(tok: _Tok, wid: _WatchId) -> int:
 
 
 def _match_product(phrase: _Phrase, info: _ProductInfo) -> _Hit | None:
+    if any(_id_matches(tok, wid) for wid in phrase.ids for tok in info.excluded_ids):
+        return None  # "not including Venue 50"
+    if not phrase.ids and phrase.words and phrase.words <= info.excluded_words:
+        return None  # "Voluson, not including ImageVault"
     shared = len(phrase.words & info.words)
     for wid in phrase.ids:
         for tok in info.ids:

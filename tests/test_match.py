@@ -185,6 +185,15 @@ def test_several_vendors_in_one_advisory_each_checked_against_its_own_products()
         # a family product whose own name carries a model number is another model
         (("Discovery IQ",), "Discovery XR656", "vers:all/*", False),
         (("Discovery IQ",), "Discovery", "vers:all/*", True),
+        # what a product explicitly leaves out is not matched
+        (("Venue 50",), "Venue, not including Venue 40 R1-3 and Venue 50 R4-5", "vers:all/*", False),
+        (("Venue 90",), "Venue, not including Venue 40 R1-3 and Venue 50 R4-5", "vers:all/*", True),
+        (("ImageVault",), "Voluson, not including ImageVault", "vers:all/*", False),
+        (("Vivid E95",), "Vivid products, not including EchoPAC", "vers:all/*", True),
+        # a capital letter after a name designates a model
+        (("Vivid E95",), "Vivid I", "BT06", False),
+        (("Vivid I",), "Vivid I", "BT06", True),
+        (("Vivid I",), "Vivid 7", ">=BT02 | <= BT06", False),
         # names that differ only in the sort of device are two products
         (("CareLink Monitor",), "2090 CareLink Programmer", "vers:all/*", False),
         (("CareLink Monitor",), "CareLink Monitor", "2490C", True),
