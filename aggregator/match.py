@@ -79,8 +79,9 @@ def _contains_words(haystack: str, needle: str) -> bool:
 class ManufacturerAliases:
     """Canonical manufacturer names, the other names each goes by, and who acquired whom.
 
-    `names` maps a canonical name to every form it is published under (the canonical name first);
-    `parents` maps a canonical name to the canonical name of the company that acquired it.
+    `names` maps a canonical name to the other forms it is published under; `parents` maps a
+    canonical name to the canonical name of the company that acquired it. Names compare case-,
+    accent- and punctuation-blind, as whole words.
     """
 
     names: Mapping[str, tuple[str, ...]]
@@ -138,7 +139,7 @@ class ManufacturerAliases:
         return frozenset(found)
 
     def ancestors(self, canonical: str) -> frozenset[str]:
-        """Companies that acquired `canonical`, nearest first in no particular order."""
+        """Companies that acquired `canonical`, directly or by acquiring its acquirer."""
         found: set[str] = set()
         current = self.parents.get(canonical)
         while current and current not in found:
@@ -985,7 +986,7 @@ def _version_after(text: str, position: int) -> str:
 
 
 _SECTION_RE = re.compile(r"AFFECTED PRODUCTS(.*?)(?:\n\s*\d+(?:\.\d+)*\s+[A-Z]|\Z)", re.DOTALL)
-_NOT_AFFECTED = frozenset({"fixed", "first_fixed", "known_not_affected", "recommended", "last_fixed"})
+_NOT_AFFECTED = frozenset({"fixed", "first_fixed", "known_not_affected", "recommended"})
 
 
 @dataclass(frozen=True, slots=True)
