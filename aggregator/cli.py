@@ -10,15 +10,19 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aggregator import __version__
 from aggregator.config import Config, default_config_path, load_config
 from aggregator.errors import ConfigError, StateError
 from aggregator.models import Advisory, EventMatch
+
+if TYPE_CHECKING:
+    from aggregator.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 log = logging.getLogger("aggregator")
@@ -222,10 +226,7 @@ def scan_line(em: EventMatch) -> dict[str, Any]:
 
 
 def cmd_advisories(args: argparse.Namespace, config: Config) -> int:
-    from aggregator.store import Store
-
-    store = Store.open(config.state, create=False)
-    try:
+    with _read_state(config) as store:
         for adv in store.advisories(source=args.source, since=args.since):
             print(
                 json.dumps(
@@ -245,16 +246,11 @@ def cmd_advisories(args: argparse.Namespace, config: Config) -> int:
                     ensure_ascii=False,
                 )
             )
-    finally:
-        store.close()
     return EXIT_OK
 
 
 def cmd_sources(args: argparse.Namespace, config: Config) -> int:
-    from aggregator.store import Store
-
-    store = Store.open(config.state, create=False)
-    try:
+    with _read_state(config) as store:
         for source in config.sources:
             st = store.feed_state(source.name)
             print(
@@ -274,21 +270,26 @@ def cmd_sources(args: argparse.Namespace, config: Config) -> int:
                     ensure_ascii=False,
                 )
             )
-    finally:
-        store.close()
     return EXIT_OK
 
 
 def cmd_alerts(args: argparse.Namespace, config: Config) -> int:
+    with _read_state(config) as store:
+        for row in store.alert_report():
+            print(json.dumps(row, ensure_ascii=False))
+    return EXIT_OK
+
+
+@contextmanager
+def _read_state(config: Config) -> Iterator[Store]:
+    """The existing state file for a reporting command (never created here)."""
     from aggregator.store import Store
 
     store = Store.open(config.state, create=False)
     try:
-        for row in store.alert_report():
-            print(json.dumps(row, ensure_ascii=False))
+        yield store
     finally:
         store.close()
-    return EXIT_OK
 
 
 def _human(seconds: float) -> str:
