@@ -53,6 +53,7 @@ class Daemon:
         self.notifier = Notifier(store, config.notify)
         self.fetcher_options = fetcher_options or {}
         self.stop = asyncio.Event()
+        self._matched_once = False
 
     # -- one cycle -------------------------------------------------------------------------------
 
@@ -83,9 +84,14 @@ class Daemon:
         finished = [(s, t.result()) for s, t in zip(sources, tasks, strict=True) if t.done() and not t.cancelled()]
         now = now_utc()
         with self.store.transaction():
+            changed_before = report.new_items
             for source, (result, retry_after) in finished:
                 self._record(source, states[source.name], result, retry_after, now, report)
-            report.alerts_queued += self._queue_alerts()
+            # Matching everything stored costs about a second per few thousand advisories: do it when
+            # something changed, and once per process (the watch list may have changed since last run).
+            if report.new_items > changed_before or not self._matched_once:
+                report.alerts_queued += self._queue_alerts()
+                self._matched_once = True
 
     def _record(
         self,
