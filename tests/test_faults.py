@@ -26,8 +26,11 @@ import gzip
 import json
 import logging
 import re
+import resource
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,9 +47,11 @@ from aggregator.daemon import CycleReport, Daemon
 from aggregator.sources.http import USER_AGENT, Fetcher
 from aggregator.store import Store
 from tests.conftest import (
+    PROJECT,
     FeedServer,
     closed_port_url,
     fixture_bytes,
+    run_cli,
     write_config,
 )
 from tests.test_e2e import feed_with
@@ -183,6 +188,19 @@ def _gzip_bomb(env: Env) -> str:
     return env.server.set("/fda.xml", body=gzip.compress(inflated, 9), headers={"Content-Encoding": "gzip"})
 
 
+def _local_path_body(env: Env) -> str:
+    # A body that happens to be a path (an error page, a misconfigured server, a hostile one) must be
+    # parsed as the bytes it is, never opened as a local file (feedparser.parse opens bytes it can open).
+    local = env.tmp / "local-feed.xml"
+    local.write_bytes(FDA_FEED.replace(b"<item>", LOCAL_ITEM + b"<item>", 1))
+    return env.server.set("/fda.xml", body=str(local).encode(), content_type="application/rss+xml")
+
+
+LOCAL_ITEM = (
+    b"<item><title>Tandem Diabetes Care t:slim X2 LOCAL-FILE-MARKER</title>"
+    b"<link>https://www.example.org/local</link><guid>local-file-marker</guid></item>\n"
+)
+
 _BLOCK_PAGE = (
     b"<!DOCTYPE html><html><head><title>Access Denied</title></head><body><h1>Access Denied</h1>"
     b"You don't have permission to access this server. Reference #18.7a3c1702.1717000000.5f0e1d2</body></html>"
@@ -235,6 +253,7 @@ FAULTS = [
         rf"over the size cap of {FDA_MAX_BYTES} bytes",
         _route(body=FDA_FEED + b"<!--" + b"x" * 2 * FDA_MAX_BYTES + b"-->"),
     ),
+    Fault("body-is-a-local-file-path", r"not a readable feed", _local_path_body),
     Fault("over-size-cap-chunked", rf"over the size cap of {FDA_MAX_BYTES} bytes", _path("/endless.xml")),
     Fault("over-size-cap-gzip-bomb", rf"over the size cap of {FDA_MAX_BYTES} bytes", _gzip_bomb),
 ]
@@ -399,3 +418,202 @@ def _no_dns_session(resolver: NoDnsResolver) -> Callable[[], aiohttp.ClientSessi
         return aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, connector=connector)
 
     return make
+
+
+# -- promise 3: odd but readable feeds are read, not failed ------------------------------------
+
+_LATIN1_ITEM = (
+    "<item><title>Tandem Diabetes Care rappelle des pompes à insuline t:slim X2 (défaut du haut-parleur)</title>"
+    "<link>https://www.example.org/rappels/tandem-tslim-x2</link>"
+    "<description>Pompe à insuline t:slim X2 de Tandem Diabetes Care : arrêt possible de l'insuline.</description>"
+    "<guid>rappel-tandem-tslim-x2-fr</guid></item>\n"
+)
+_BAD_UTF8_ITEM = (
+    b"<item><title>Tandem Diabetes Care t:slim X2 Insulin Pump Recall \xff\xfe (Correction \xe9)</title>"
+    b"<link>https://www.example.org/recalls/tandem-tslim-x2-bad-bytes</link>"
+    b"<description>Tandem Diabetes Care t:slim X2 insulin pumps may stop insulin delivery.</description>"
+    b"<guid>recall-tandem-tslim-x2-bad-bytes</guid></item>\n"
+)
+
+
+def _with_item(feed: bytes, item: bytes) -> bytes:
+    return feed.replace(b"<item>", item + b"<item>", 1)
+
+
+TOLERATED: list[tuple[str, bytes, str, str]] = [
+    # (id, body, content type, a title fragment of the added item as it must be stored)
+    (
+        "latin-1-declared",
+        _with_item(FDA_FEED, _LATIN1_ITEM.encode("latin-1")).replace(b'encoding="utf-8"', b'encoding="iso-8859-1"'),
+        "application/rss+xml",
+        "rappelle des pompes à insuline t:slim X2 (défaut du haut-parleur)",
+    ),
+    (
+        "utf-8-declared-with-invalid-bytes",
+        _with_item(FDA_FEED, _BAD_UTF8_ITEM),
+        "application/rss+xml",
+        "Tandem Diabetes Care t:slim X2 Insulin Pump Recall",
+    ),
+    (
+        "utf-8-with-bom",
+        b"\xef\xbb\xbf" + _with_item(FDA_FEED, _LATIN1_ITEM.encode("utf-8")),
+        "application/rss+xml",
+        "rappelle des pompes à insuline",
+    ),
+    (
+        "feed-labelled-octet-stream",
+        _with_item(FDA_FEED, _LATIN1_ITEM.encode("utf-8")),
+        "application/octet-stream",
+        "rappelle des pompes à insuline",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "title"), [t[1:] for t in TOLERATED], ids=[t[0] for t in TOLERATED])
+def test_odd_encodings_and_labels_are_read_not_failed(
+    body: bytes, content_type: str, title: str, tmp_path: Path, fault_server: FaultServer, caplog: Any
+) -> None:
+    cisa_url = fault_server.set("/cisa.xml", body=feed_with())
+    fda_url = fault_server.set("/fda.xml", body=FDA_FEED)
+    config = two_source_config(tmp_path, cisa_url, fda_url)
+    state = tmp_path / "state.sqlite3"
+    assert cycle(config).ok
+    before = stored_entries(state, "fda")
+    expected = set(alerts(state))
+
+    fault_server.set("/cisa.xml", body=feed_with(NEW_CISA_ITEMS[0]))
+    fault_server.set("/fda.xml", body=body, content_type=content_type)
+    report = cycle(config)
+    assert report.ok, report.failed_sources
+    assert not failure_logs(caplog, "fda")
+    after = stored_entries(state, "fda")
+    assert before < after and len(after) == len(before) + 1
+    with contextlib.closing(Store.open(state)) as store:
+        titles = [a.title for a in store.advisories(source="fda")]
+    assert any(title in t for t in titles), titles
+    new = alerts(state)
+    added = set(new) - expected
+    assert (NEW_CISA_ITEMS[0], "monitor") in added, "the healthy source carried on"
+    assert [device for _, device in added - {(NEW_CISA_ITEMS[0], "monitor")}] == ["tslim"], added
+    assert all(n == 1 for n in new.values())
+
+
+# -- promise 3: hostile XML, in a process of its own so its peak memory can be read ----------
+
+
+def _doctype(*decls: str) -> bytes:
+    return ("<!DOCTYPE rss [\n" + "\n".join(decls) + "\n]>\n").encode()
+
+
+def _hostile(doctype: bytes, reference: str) -> bytes:
+    """The FDA feed with a DOCTYPE and one new Tandem item whose description references the entities."""
+    head, rest = FDA_FEED.split(b"\n", 1)
+    item = (
+        "<item><title>Tandem Diabetes Care t:slim X2 Insulin Pump Field Notice</title>"
+        "<link>https://www.example.org/recalls/tandem-tslim-x2-notice</link>"
+        f"<description>Tandem Diabetes Care t:slim X2: {reference}</description>"
+        "<guid>tandem-tslim-x2-notice</guid></item>\n"
+    ).encode()
+    return head + b"\n" + doctype + _with_item(rest, item)
+
+
+_LOL = ['<!ENTITY lol "lol">'] + [
+    f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)
+]
+HOSTILE: list[tuple[str, Callable[[Path], bytes]]] = [
+    ("billion-laughs", lambda tmp: _hostile(_doctype(*_LOL), "&lol9;")),
+    (
+        "quadratic-blowup",
+        # 98 kB on the wire, 400 MB if expanded.
+        lambda tmp: _hostile(_doctype(f'<!ENTITY big "{"B" * 40_000}">'), "&big;" * 10_000),
+    ),
+    (
+        "xxe-system-entity",
+        lambda tmp: _hostile(
+            _doctype(
+                '<!ENTITY xxe SYSTEM "file:///etc/passwd">',
+                f'<!ENTITY secret SYSTEM "{(tmp / "secret.txt").as_uri()}">',
+            ),
+            "&xxe; &secret;",
+        ),
+    ),
+    (
+        "xxe-parameter-entity",
+        lambda tmp: _hostile(
+            _doctype(
+                f'<!ENTITY % remote SYSTEM "{(tmp / "secret.dtd").as_uri()}">',
+                "%remote;",
+            ),
+            "&secret;",
+        ),
+    ),
+]
+SECRET = "XXE-SECRET-d41d8cd98f00"
+
+
+def run_measured(folder: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """`python -m aggregator ARGS` in its own process; returns it and its peak RSS in kB."""
+    if not Path("/usr/bin/time").exists():  # an upper bound: the largest peak of any child waited for so far
+        result = run_cli(*args)
+        return result, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_file = folder / "peak-rss.txt"
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "-o", str(peak_file), sys.executable, "-m", "aggregator", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(PROJECT),
+        check=False,
+    )
+    return result, int(peak_file.read_text().split()[-1])
+
+
+def listed_advisories(config: Config, source: str) -> set[str]:
+    listed = run_cli("advisories", "--source", source, "--config", str(config.path))
+    assert listed.returncode == 0, listed.stderr
+    return {json.loads(line)["advisory"] for line in listed.stdout.splitlines()}
+
+
+@pytest.mark.parametrize("make", [h[1] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_xml_is_not_expanded_and_memory_stays_bounded(
+    make: Callable[[Path], bytes], tmp_path: Path, fault_server: FaultServer
+) -> None:
+    (tmp_path / "secret.txt").write_text(SECRET)
+    (tmp_path / "secret.dtd").write_text(f'<!ENTITY secret "{SECRET}">')
+    cisa_url = fault_server.set("/cisa.xml", body=feed_with())
+    fda_url = fault_server.set("/fda.xml", body=FDA_FEED)
+    config = two_source_config(tmp_path, cisa_url, fda_url)
+    state = tmp_path / "state.sqlite3"
+    assert cycle(config).ok
+    before = stored_entries(state, "fda")
+    body = make(tmp_path)
+    assert len(body) < FDA_MAX_BYTES, "small on the wire: only expansion could make it big"
+    fault_server.set("/fda.xml", body=body)
+
+    listed_before = listed_advisories(config, "fda")
+    assert len(listed_before) == 8
+    peaks = []
+    stderrs = []
+    for n in (1, 2):
+        fault_server.set("/cisa.xml", body=feed_with(*NEW_CISA_ITEMS[:n]))
+        result, peak_kb = run_measured(tmp_path, "run", "--once", "--config", str(config.path))
+        peaks.append(peak_kb)
+        stderrs.append(result.stderr)
+        print(f"hostile XML cycle {n}: exit {result.returncode}, peak RSS {peak_kb / 1024:.0f} MB")
+        assert result.returncode in (0, 1), result.stderr
+        assert (NEW_CISA_ITEMS[n - 1], "monitor") in alerts(state), "the healthy source carried on"
+        assert subjects(state)[-1] in result.stdout
+        failed = [line for line in result.stderr.splitlines() if line.startswith("source ")]
+        assert len(failed) <= 1 and all(line.startswith("source fda: ") for line in failed), failed
+        assert all(re.search(r"declares XML entities|malformed XML", line) for line in failed), failed
+    assert max(peaks) < MEMORY_BOUND_KB, f"peak RSS {peaks} kB"
+    # Either the poll failed (logged at ERROR once, not again) or it parsed without expanding anything.
+    error_lines = [s.count("ERROR aggregator.daemon: source fda failed") for s in stderrs]
+    assert error_lines in ([1, 0], [0, 0]), error_lines
+    assert listed_advisories(config, "fda") >= listed_before, "nothing seen before is forgotten"
+    assert stored_entries(state, "fda") >= before
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        stored = "\n".join(r[0] for r in db.execute("SELECT data FROM advisories UNION ALL SELECT body FROM alerts"))
+    assert SECRET not in stored and "root:x:0:0" not in stored, "no external entity was read"
+    assert "lollollol" not in stored and "B" * 40_001 not in stored, "no entity was expanded"
+    assert all(n == 1 for n in alerts(state).values()), alerts(state)

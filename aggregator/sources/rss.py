@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import io
 import re
+import xml.parsers.expat
 import xml.sax
 from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
+from feedparser.encodings import convert_to_utf8
+from feedparser.sanitizer import replace_doctype
 
 from aggregator.config import SourceConfig
 from aggregator.errors import ParseError, SourceError
@@ -37,7 +41,10 @@ def is_feed(body: bytes) -> bool:
 
 def parse_rss(body: bytes, *, source: str) -> list[Advisory]:
     """Every entry of an RSS/Atom feed as an Advisory; ParseError when the bytes are no feed."""
-    parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
+    if declares_entities(body):
+        raise ParseError("the feed declares XML entities (<!ENTITY> in its DOCTYPE), as XML bombs and XXE do; refused")
+    # A stream, never bytes: feedparser.parse opens bytes naming a local file and parses that file instead.
+    parsed = feedparser.parse(io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False)
     if not parsed.get("version") and not parsed.entries:
         reason = parsed.get("bozo_exception") or "no RSS or Atom document found"
         raise ParseError(f"not a readable feed: {reason}")
@@ -62,6 +69,44 @@ def _recency(adv: Advisory) -> tuple[float, int]:
     when = adv.updated or adv.published
     letter = adv.revision[-1] if adv.revision else ""
     return (when.timestamp() if when else 0.0, ord(letter) if letter else 0)
+
+
+class _Stop(Exception):
+    def __init__(self, declared: bool) -> None:
+        super().__init__()
+        self.declared = declared
+
+
+def declares_entities(body: bytes) -> bool:
+    """True when the document declares XML entities, as feedparser's two parsers would see it.
+
+    Entity declarations are what XML bombs (billion laughs, quadratic blow-up) and external-entity reads
+    are made of; feeds never need them. feedparser's fallback parser expands the ones it calls safe with
+    no limit (a 100 kB feed can take gigabytes), and expat's own limit still lets a capped body grow a
+    hundredfold. So look exactly where feedparser does: the entities it would hand its fallback parser,
+    then expat reading the same bytes up to the root element.
+    """
+    data = convert_to_utf8({}, body, {})
+    _version, data, entities = replace_doctype(data)
+    if entities:
+        return True
+    parser = xml.parsers.expat.ParserCreate()
+
+    def declared(*_args: object) -> None:
+        raise _Stop(declared=True)
+
+    def root(*_args: object) -> None:
+        raise _Stop(declared=False)
+
+    parser.EntityDeclHandler = declared
+    parser.StartElementHandler = root
+    try:
+        parser.Parse(data, True)
+    except _Stop as stop:
+        return stop.declared
+    except xml.parsers.expat.ExpatError:
+        return False  # expat stops at the same point in feedparser's strict parse; its fallback got no entities
+    return False
 
 
 def _entry_to_advisory(entry: Any, source: str) -> Advisory:
