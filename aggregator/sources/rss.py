@@ -151,7 +151,10 @@ def _entry_to_advisory(entry: Any, source: str) -> Advisory:
 def _when(value: Any) -> datetime | None:
     if not value:
         return None
-    return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (ValueError, OverflowError, OSError):  # "0000-00-00", year 10000: the date is lost, not the feed
+        return None
 
 
 async def poll_rss(source: SourceConfig, fetcher: Fetcher, state: FeedState) -> PollResult:
