@@ -15,6 +15,7 @@ from aggregator.errors import ConfigError
 from aggregator.models import SourceKind, WatchedDevice
 
 DEFAULT_INTERVAL = 3600.0
+NVD_URL = "https://services.nvd.nist.gov/rest/json/cves/2.0"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # CISA's ROLIE feed is ~3 MB; leave room for growth
 DEFAULT_BACKFILL = 365 * 86400.0
@@ -88,6 +89,16 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NvdConfig:
+    """The optional [nvd] table: CVSS from NVD for CVEs named without a score. Lookups by CVE id only."""
+
+    url: str = NVD_URL
+    api_key: str | None = field(default=None, repr=False)
+    spacing: float = 6.0  # NVD: 5 requests per rolling 30 s without a key
+    max_per_cycle: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
@@ -98,6 +109,7 @@ class Config:
     watch: tuple[WatchedDevice, ...]
     notify: NotifyConfig
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    nvd: NvdConfig | None = None
 
 
 def parse_duration(value: object) -> float:
@@ -174,7 +186,7 @@ class _Validator:
         self.problems.append(f"{self.path}: {key}: {message}")
 
     def build(self) -> Config:
-        self.unknown_keys("", self.data, {"daemon", "source", "watch", "notify", "aliases"})
+        self.unknown_keys("", self.data, {"daemon", "source", "watch", "notify", "aliases", "nvd"})
         daemon = self.table("daemon")
         self.unknown_keys("daemon.", daemon, {"state", "interval"})
         state = self.path_value("daemon.state", daemon.get("state", "aggregator.sqlite3"))
@@ -183,9 +195,10 @@ class _Validator:
         watch = self.watch()
         notify = self.notify()
         aliases = self.aliases()
+        nvd = self.nvd()
         if self.problems:
             raise ConfigError(self.problems)
-        return Config(self.path, state, interval, sources, watch, notify, aliases)
+        return Config(self.path, state, interval, sources, watch, notify, aliases, nvd)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -410,6 +423,25 @@ class _Validator:
             counts[key] = value
         repeat = self.duration("notify.failure_repeat", table.get("failure_repeat"), 86400.0)
         return NotifyConfig(tuple(targets), skip, counts["max_attempts"], counts["failure_threshold"], repeat)
+
+    def nvd(self) -> NvdConfig | None:
+        if "nvd" not in self.data:
+            return None
+        table = self.table("nvd")
+        self.unknown_keys("nvd.", table, {"enabled", "url", "api_key", "spacing", "max_per_cycle"})
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.problem("nvd.enabled", f"expected true or false, got {_describe(enabled)}")
+        url = self.string("nvd.url", table.get("url"), required=False) or NVD_URL
+        if not re.match(r"^https?://[^\s/]+", url):
+            self.problem("nvd.url", f'expected an http:// or https:// URL, got "{url}"')
+        api_key = self.string("nvd.api_key", table.get("api_key"), required=False)
+        spacing = self.duration("nvd.spacing", table.get("spacing"), 0.6 if api_key else 6.0)
+        most = table.get("max_per_cycle", 10)
+        if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+            self.problem("nvd.max_per_cycle", f"expected a whole number of at least 1, got {_describe(most)}")
+            most = 10
+        return NvdConfig(url, api_key, spacing, most) if enabled is True else None
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
         table = self.table("aliases")

@@ -8,7 +8,7 @@ import os
 import random
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,10 +16,12 @@ from typing import Any
 from aggregator.config import Config, SourceConfig
 from aggregator.dedup import event_matches, fold
 from aggregator.match import load_aliases, match_all
-from aggregator.models import FeedState, PollResult
+from aggregator.models import Advisory, FeedState, PollResult
 from aggregator.notify import DeliveryFailure, Notifier, queue_alerts, queue_notice
 from aggregator.sources import poll_source
 from aggregator.sources.http import Fetcher, sleep_or_stop
+from aggregator.sources.jsonvalues import unique
+from aggregator.sources.nvd import fetch_scores
 from aggregator.store import Store, now_utc
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class Daemon:
         self.notifier = Notifier(store, config.notify)
         self.fetcher_options = fetcher_options or {}
         self.stop = asyncio.Event()
-        self._matched_once = False
+        self._stale = True  # match everything once per process
 
     # -- one cycle -------------------------------------------------------------------------------
 
@@ -87,11 +89,51 @@ class Daemon:
             changed_before = report.new_items
             for source, (result, retry_after) in finished:
                 self._record(source, states[source.name], result, retry_after, now, report)
-            # Matching everything stored costs about a second per few thousand advisories: do it when
-            # something changed, and once per process (the watch list may have changed since last run).
-            if report.new_items > changed_before or not self._matched_once:
-                report.alerts_queued += self._queue_alerts()
-                self._matched_once = True
+        # Matching everything stored costs about a second per few thousand advisories: do it when
+        # something changed, and once per process (the watch list may have changed since the last run).
+        # A crash before the alerts are queued loses nothing: the next process matches again.
+        self._stale = self._stale or report.new_items > changed_before
+        if self._stale and not self.stop.is_set():
+            advisories = self.store.advisories()
+            if self.config.nvd is not None:
+                await self._until_stopped(self._look_up_scores(advisories, fetcher))
+            with self.store.transaction():
+                report.alerts_queued += self._queue_alerts(advisories)
+            self._stale = False
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work`, abandoning it when a stop is requested (SIGTERM must not wait for a slow server)."""
+        task = asyncio.create_task(work)
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            task.cancel()
+
+    async def _look_up_scores(self, advisories: Sequence[Advisory], fetcher: Fetcher) -> None:
+        """CVSS from NVD for CVEs that sources name without a score; a few per cycle, within NVD's limits."""
+        nvd = self.config.nvd
+        assert nvd is not None
+        known = self.store.cve_scores()
+        wanted = unique(c for a in advisories if a.cvss_score is None for c in a.cves if c not in known)
+        if not wanted:
+            return
+        found, problems = await fetch_scores(
+            fetcher,
+            wanted[: nvd.max_per_cycle],
+            url=nvd.url,
+            api_key=nvd.api_key,
+            spacing=nvd.spacing,
+            stop=self.stop,
+        )
+        for problem in problems:
+            log.warning("%s", problem)
+        at = now_utc()
+        with self.store.transaction():
+            for score in found.values():
+                self.store.save_cve_score(score.cve, score.score, score.severity, score.vector, at)
+        log.info("NVD: looked up %d CVEs (%d still to do)", len(found), max(0, len(wanted) - nvd.max_per_cycle))
 
     def _record(
         self,
@@ -193,9 +235,9 @@ class Daemon:
             failure_notified=notified,
         )
 
-    def _queue_alerts(self) -> int:
+    def _queue_alerts(self, stored: Sequence[Advisory]) -> int:
         """Fold and match everything stored (new sources, new devices and late joiners all count)."""
-        advisories = self.store.advisories()
+        advisories = with_nvd_scores(stored, self.store.cve_scores()) if self.config.nvd else list(stored)
         events = fold(advisories, self.aliases)
         matches = match_all(advisories, self.config.watch, self.aliases)
         return queue_alerts(self.store, event_matches(events, matches), self.config.notify)
@@ -255,6 +297,20 @@ class Daemon:
         if next_delivery is not None:
             candidates.append((next_delivery - now).total_seconds())
         return max(0.5, min(candidates, default=3600.0))
+
+
+def with_nvd_scores(
+    advisories: Sequence[Advisory], scores: Mapping[str, tuple[float | None, str | None]]
+) -> list[Advisory]:
+    """Advisories without a CVSS score get the highest NVD score of the CVEs they name, marked as NVD's."""
+    result = []
+    for adv in advisories:
+        known = [scores[c] for c in adv.cves if c in scores and scores[c][0] is not None]
+        if adv.cvss_score is None and known:
+            score, severity = max(known, key=lambda s: s[0] or 0.0)
+            adv = replace(adv, cvss_score=score, severity=f"{severity} (NVD)" if severity else "(NVD)")
+        result.append(adv)
+    return result
 
 
 def _is_due(state: FeedState, now: datetime) -> bool:

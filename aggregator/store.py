@@ -83,6 +83,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE feed_state ADD COLUMN failure_notified TEXT;
     """,
+    # 3: CVSS looked up at NVD for CVEs a source names without a score
+    """
+    CREATE TABLE cve_scores (
+        cve TEXT PRIMARY KEY,
+        score REAL,
+        severity TEXT,
+        vector TEXT,
+        fetched TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -334,6 +344,22 @@ class Store:
 
     def advisory_count(self, source: str) -> int:
         return int(self.conn.execute("SELECT count(*) FROM advisories WHERE source = ?", (source,)).fetchone()[0])
+
+    # -- NVD scores --------------------------------------------------------------------------
+
+    def cve_scores(self) -> dict[str, tuple[float | None, str | None]]:
+        """Every CVE looked up so far: (score, severity); score None when NVD had none."""
+        return {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT cve, score, severity FROM cve_scores")}
+
+    def save_cve_score(
+        self, cve: str, score: float | None, severity: str | None, vector: str | None, at: datetime
+    ) -> None:
+        self.conn.execute(
+            """INSERT INTO cve_scores (cve, score, severity, vector, fetched) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (cve) DO UPDATE SET score = excluded.score, severity = excluded.severity,
+                   vector = excluded.vector, fetched = excluded.fetched""",
+            (cve, score, severity, vector, _iso(at)),
+        )
 
     # -- matches and alerts --------------------------------------------------------------------
 

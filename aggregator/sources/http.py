@@ -106,9 +106,10 @@ class Fetcher:
         params: Mapping[str, str] | None = None,
         accept: str = "*/*",
         ok_statuses: frozenset[int] = frozenset({200}),
+        headers: Mapping[str, str] | None = None,
     ) -> FetchResult:
         """One GET, retried on transient failures; raises SourceError with a one-line reason."""
-        headers = {"Accept": accept}
+        headers = {**(headers or {}), "Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
