@@ -10,12 +10,18 @@ all still there; every (event, device) got exactly one alert, printed exactly on
 logged at ERROR once for the change of state (not again on the second failing cycle), and the
 recovery once at INFO.
 
+Also for promise 3: odd but readable feeds (latin-1, stray invalid bytes, a BOM, a wrong label, an
+impossible date) are read, not failed; hostile XML (billion laughs, quadratic blow-up, XXE) is refused
+by `run --once` in a process of its own whose peak RSS is measured; a Retry-After keeps the daemon
+loop off the source until then.
+
 Promise 1 (at-least-once delivery) with one live and one refusing aiosmtpd server and a chat webhook
 that answers 500: the live target gets each alert once, the dead ones stay pending with attempts
 growing, then get each alert once when they come back; past max_attempts the alert is still pending,
-listed by `aggregator alerts` and logged at ERROR.
+listed by `aggregator alerts` and logged at ERROR. A target that never answers costs time only.
 
 Everything runs on 127.0.0.1: DNS failures come from a resolver that refuses every name.
+Known bugs outside this suite's files are strict xfails naming the function at fault.
 """
 
 from __future__ import annotations
@@ -176,7 +182,6 @@ class NoDnsResolver(AbstractResolver):
 class Env:
     server: FaultServer
     tmp: Path
-    resolver: NoDnsResolver | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,11 @@ FAULTS = [
         _route(body=_BLOCK_PAGE, content_type="text/html"),
     ),
     Fault("cdn-block-page-403", r"HTTP 403", _route(status=403, body=_BLOCK_PAGE, content_type="text/html")),
+    Fault(
+        "suddenly-empty-feed",
+        r"feed is suddenly empty \(it had 8 items\)",
+        _route(body=FDA_FEED[: FDA_FEED.index(b"<item>")] + b"</channel></rss>\n"),
+    ),
     Fault("redirect-loop", r"too many redirects", _route(status=302, headers={"Location": "/fda.xml"})),
     Fault(
         "over-size-cap-declared",
@@ -277,7 +287,7 @@ FAULTS = [
 # -- config, cycles and what was alerted ---------------------------------------------------------
 
 
-def two_source_config(folder: Path, cisa_url: str, fda_url: str, notify: str = "") -> Config:
+def two_source_config(folder: Path, cisa_url: str, fda_url: str) -> Config:
     path = write_config(
         folder,
         f"""
@@ -306,7 +316,7 @@ models = ["MyCareLink Patient Monitor"]
 name = "tslim"
 manufacturer = "Tandem Diabetes Care"
 models = ["t:slim X2"]
-{notify}""",
+""",
     )
     return load_config(path)
 
