@@ -147,12 +147,19 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             asyncio.run(daemon.run_forever())
             return EXIT_OK
         report = asyncio.run(daemon.run_once())
+        stuck = store.stuck_deliveries(config.notify.max_attempts)
     finally:
         store.close()
     for name, error in report.failed_sources:
         print(f"source {name}: {error}", file=sys.stderr)
     for failure in report.delivery_failures:
         print(f"delivery to {failure.label}: {failure.error}", file=sys.stderr)
+    for alert_id, label, attempts, last_error in stuck:
+        print(
+            f"stuck: alert {alert_id} to {label} failed {attempts} times (last: {last_error}); "
+            "kept and retried with back-off, see `aggregator alerts`",
+            file=sys.stderr,
+        )
     log.info(
         "cycle done: %d sources polled (%d failed), %d new or changed items, %d alerts queued, %d delivered",
         len(report.polled),

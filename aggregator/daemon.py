@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import random
+import re
 import signal
 import socket
 from collections.abc import Coroutine, Mapping, Sequence
@@ -202,7 +203,7 @@ class Daemon:
     ) -> FeedState:
         failures = state.consecutive_failures + 1
         report.failed_sources.append((source.name, result.error or "failed"))
-        if state.error != result.error:  # one log line per change of state, not per poll
+        if failure_kind(state.error) != failure_kind(result.error):  # one log line per change of state
             log.error("source %s failed: %s", source.name, result.error)
         else:
             log.debug("source %s still failing (%d in a row): %s", source.name, failures, result.error)
@@ -223,15 +224,15 @@ class Daemon:
                 now,
             )
             notified = now
-        delay = min(source.interval, FAILURE_RETRY_MIN * 2 ** min(failures - 1, 10))
-        delay = max(delay, retry_after or 0.0)
+        backoff = _jittered(min(source.interval, FAILURE_RETRY_MIN * 2 ** min(failures - 1, 10)))
+        delay = max(backoff, retry_after or 0.0)  # jitter may delay a Retry-After, never undercut it
         return replace(
             state,
             last_poll=now,
             outcome="failed",
             error=result.error,
             consecutive_failures=failures,
-            next_poll=now + timedelta(seconds=_jittered(delay)),
+            next_poll=now + timedelta(seconds=delay),
             failure_notified=notified,
         )
 
@@ -311,6 +312,12 @@ def with_nvd_scores(
             adv = replace(adv, cvss_score=score, severity=f"{severity} (NVD)" if severity else "(NVD)")
         result.append(adv)
     return result
+
+
+def failure_kind(error: str | None) -> str | None:
+    """An error with its varying details (byte counts, line:column, ports) folded, to tell a new failure
+    from the same one again."""
+    return re.sub(r"\d+", "#", error) if error else None
 
 
 def _is_due(state: FeedState, now: datetime) -> bool:

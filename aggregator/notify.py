@@ -251,35 +251,54 @@ class Notifier:
         self.targets = {t.key: t for t in (notify.targets or (STDOUT_TARGET,))}
 
     async def deliver_due(self, at: datetime | None = None) -> tuple[int, list[DeliveryFailure]]:
-        """Send every due delivery; returns (delivered count, failures)."""
+        """Send every due delivery; returns (delivered count, failures).
+
+        Targets are served side by side, each in alert order, so a dead or hanging target costs the
+        others nothing. After a target fails once in a cycle, its other due alerts are deferred with
+        the same reason instead of each waiting out the same timeout.
+        """
         at = at or now_utc()
+        per_target: dict[str, list[PendingDelivery]] = {}
+        for pending in self.store.due_deliveries(at, self.targets):
+            per_target.setdefault(pending.target, []).append(pending)
+        results = await asyncio.gather(*(self._deliver_to(self.targets[k], rows) for k, rows in per_target.items()))
+        delivered = sum(count for count, _ in results)
+        failures = [failure for _, target_failures in results for failure in target_failures]
+        return delivered, failures
+
+    async def _deliver_to(
+        self, target: NotifyTarget, rows: Sequence[PendingDelivery]
+    ) -> tuple[int, list[DeliveryFailure]]:
         delivered = 0
         failures: list[DeliveryFailure] = []
-        for pending in self.store.due_deliveries(at, self.targets):
-            target = self.targets[pending.target]
-            error = await self._send(target, pending)
+        first_error: str | None = None
+        for pending in rows:
+            if first_error is None:
+                error = await self._send(target, pending)
+                first_error = error
+            else:
+                error = f"deferred: this target failed earlier in the cycle ({first_error})"
             done_at = now_utc()
             with self.store.transaction():
                 if error is None:
                     self.store.mark_delivered(pending.alert_id, pending.target, done_at)
                 else:
-                    self.store.mark_failed(
-                        pending.alert_id, pending.target, error, done_at + retry_delay(pending.attempts + 1)
-                    )
+                    retry_at = done_at + retry_delay(pending.attempts + 1)
+                    self.store.mark_failed(pending.alert_id, pending.target, error, retry_at)
             if error is None:
                 delivered += 1
                 log.info("delivered alert %d to %s", pending.alert_id, target.masked)
-            else:
-                failures.append(DeliveryFailure(target.masked, pending.alert_id, error))
-                level = logging.ERROR if pending.attempts + 1 >= self.notify.max_attempts else logging.WARNING
-                log.log(
-                    level,
-                    "delivery of alert %d to %s failed (attempt %d): %s",
-                    pending.alert_id,
-                    target.masked,
-                    pending.attempts + 1,
-                    error,
-                )
+                continue
+            failures.append(DeliveryFailure(target.masked, pending.alert_id, error))
+            level = logging.ERROR if pending.attempts + 1 >= self.notify.max_attempts else logging.WARNING
+            log.log(
+                level,
+                "delivery of alert %d to %s failed (attempt %d): %s",
+                pending.alert_id,
+                target.masked,
+                pending.attempts + 1,
+                error,
+            )
         return delivered, failures
 
     async def _send(self, target: NotifyTarget, pending: PendingDelivery) -> str | None:

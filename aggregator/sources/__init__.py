@@ -38,6 +38,9 @@ async def poll_source(source: SourceConfig, fetcher: Fetcher, state: FeedState) 
         return PollResult(source.name, error=str(exc)), exc.retry_after
     except SourceError as exc:
         return PollResult(source.name, error=str(exc)), None
+    except Exception as exc:  # a bug in one parser must cost that source, not every source
+        log.exception("source %s: unexpected error while polling", source.name)
+        return PollResult(source.name, error=f"internal error: {exc.__class__.__name__}: {exc}"), None
     if source.include or source.exclude:
         kept = keep_wanted(result.advisories, source.include, source.exclude)
         result = replace(result, advisories=kept)

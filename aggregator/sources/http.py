@@ -35,6 +35,7 @@ USER_AGENT = (
     f"aggregator/{__version__} (open-source medical-device advisory watcher; polite polling with conditional GET)"
 )
 _HTML_STARTS = (b"<!doctype html", b"<html")
+_XML_STARTS = (b"<?xml", b"<rss", b"<feed", b"<rdf:rdf", b"{", b"[")
 
 
 class TransientError(SourceError):
@@ -65,8 +66,11 @@ def looks_like_html(result: FetchResult) -> bool:
     """True when a feed URL answered with an HTML page (a CDN block or apology page)."""
     if "apology" in result.url:
         return True
-    head = (result.body or b"")[:512].lstrip().lower()
-    return head.startswith(_HTML_STARTS) or "text/html" in result.content_type.lower()
+    head = (result.body or b"")[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(_HTML_STARTS):
+        return True
+    # A real feed mislabelled text/html is still a feed; an HTML label on anything else is a block page.
+    return "text/html" in result.content_type.lower() and not head.startswith(_XML_STARTS)
 
 
 def ensure_not_blocked(result: FetchResult) -> None:

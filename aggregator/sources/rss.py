@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import hashlib
 import io
@@ -171,7 +172,8 @@ async def poll_rss(source: SourceConfig, fetcher: Fetcher, state: FeedState) -> 
     if result.not_modified:
         return PollResult(source.name, not_modified=True, etag=state.etag, last_modified=state.last_modified)
     ensure_not_blocked(result)
-    advisories = parse_rss(result.body or b"", source=source.name)
+    # Parsing a large feed takes a while: off the event loop, so other sources' requests keep moving.
+    advisories = await asyncio.to_thread(parse_rss, result.body or b"", source=source.name)
     if not advisories and state.items > 0:
         raise SourceError(f"feed is suddenly empty (it had {state.items} items); keeping what was seen")
     return PollResult(source.name, tuple(advisories), etag=result.etag, last_modified=result.last_modified)
