@@ -131,3 +131,10 @@ async def test_include_exclude_filters(feed_server: FeedServer) -> None:
 @pytest.mark.parametrize(("value", "expected"), [("120", 120.0), (None, None), ("soon", None)])
 def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
     assert retry_after_seconds(value) == expected
+
+
+async def test_a_real_feed_labelled_text_html_is_still_a_feed(feed_server: FeedServer) -> None:
+    url = feed_server.set("/feed.xml", body=FEED, content_type="text/html")
+    async with Fetcher.new_session() as session:
+        result = await poll_rss(rss_source(url), quick(session), FeedState("cisa"))
+    assert len(result.advisories) == 47
