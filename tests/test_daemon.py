@@ -114,3 +114,36 @@ def test_sigterm_during_a_slow_poll_exits_within_seconds(tmp_path: Path, feed_se
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sd_notify_ready_watchdog_stopping(tmp_path: Path, feed_server: FeedServer) -> None:
+    """The sd_notify protocol as systemd speaks it: datagrams on $NOTIFY_SOCKET."""
+    import socket
+
+    url = feed_server.set("/icsma.xml", body=FEED)
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(15)
+        env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
+        with (tmp_path / "daemon.log").open("wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "aggregator", "run", "--config", str(daemon_config(tmp_path, url))],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=PROJECT,
+                env=env,
+            )
+        try:
+            messages = [sock.recv(256).decode()]
+            while messages.count("WATCHDOG=1") < 2:
+                messages.append(sock.recv(256).decode())
+            proc.send_signal(signal.SIGTERM)
+            while messages[-1] != "STOPPING=1":
+                messages.append(sock.recv(256).decode())
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert messages[0] == "READY=1"
+    assert "WATCHDOG=1" in messages and messages[-1] == "STOPPING=1"
