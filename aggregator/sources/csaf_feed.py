@@ -31,7 +31,7 @@ from aggregator.identifiers import parse_datetime
 from aggregator.models import Advisory, FeedState, FetchResult, PollResult
 from aggregator.sources.csaf import is_csaf, parse_csaf
 from aggregator.sources.http import Fetcher, TransientError, ensure_not_blocked
-from aggregator.sources.jsonvalues import as_dict, as_list, as_str, opt_str
+from aggregator.sources.jsonvalues import as_dict, as_list, as_str, load_object, opt_str
 
 MAX_DOCUMENTS = 3000  # per poll; CISA's OT feed lists ~2,400, so a full backfill fits in one poll
 CONCURRENCY = 4
@@ -65,12 +65,7 @@ class _Cursor:
     @classmethod
     def load(cls, text: str | None) -> _Cursor:
         """The stored cursor; a missing or unreadable one starts afresh (the window falls back to state)."""
-        try:
-            raw = json.loads(text or "{}")
-        except ValueError:
-            return cls()
-        if not isinstance(raw, dict):
-            return cls()
+        raw = load_object(text)
         pending = [
             _Doc(str(p["url"]), None, p.get("hash") or None, bool(p.get("probe")))
             for p in as_list(raw.get("pending"))

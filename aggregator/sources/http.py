@@ -26,8 +26,9 @@ from tenacity import (
 )
 
 from aggregator import __version__
+from aggregator.config import SourceConfig
 from aggregator.errors import BlockedError, SourceError
-from aggregator.models import FetchResult
+from aggregator.models import FeedState, FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -231,3 +232,15 @@ async def sleep_or_stop(seconds: float, stop: asyncio.Event) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def fetch_source(fetcher: Fetcher, source: SourceConfig, state: FeedState, *, accept: str) -> FetchResult:
+    """GET a single-document source (a feed, a page) conditionally, with its configured timeout and cap."""
+    return await fetcher.fetch(
+        source.url or "",
+        etag=state.etag,
+        last_modified=state.last_modified,
+        timeout=source.timeout,
+        max_bytes=source.max_bytes,
+        accept=accept,
+    )

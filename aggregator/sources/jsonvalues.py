@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
 _SPACES_RE = re.compile(r"[ \t\f\v]+")
 _BLANKS_RE = re.compile(r"\n\s*\n+")
+
+
+def load_object(text: str | None) -> dict[str, Any]:
+    """A stored JSON object (a poller's cursor); missing, unreadable or not an object gives {}."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return as_dict(value)
 
 
 def as_dict(value: object) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from aggregator.errors import BlockedError, ParseError, SourceError
 from aggregator.identifiers import parse_datetime
 from aggregator.models import Advisory, FeedState, FetchResult, PollResult
 from aggregator.sources.http import Fetcher, TransientError, looks_like_html
+from aggregator.sources.jsonvalues import load_object
 from aggregator.sources.openfda import is_not_found, parse_openfda_records, total_results
 
 MAX_SKIP = 25_000  # openFDA refuses a larger skip
@@ -46,12 +47,7 @@ class _Cursor:
 
     @classmethod
     def load(cls, text: str | None) -> _Cursor:
-        try:
-            raw = json.loads(text or "{}")
-        except ValueError:
-            return cls()
-        if not isinstance(raw, dict):
-            return cls()
+        raw = load_object(text)
         todo = []
         for item in raw.get("todo") or []:
             try:

@@ -15,7 +15,7 @@ from aggregator.config import SourceConfig
 from aggregator.errors import BlockedError, SourceError
 from aggregator.identifiers import advisory_ids, all_identifiers
 from aggregator.models import Advisory, FeedState, FetchResult, PollResult, SourceKind
-from aggregator.sources.http import Fetcher
+from aggregator.sources.http import Fetcher, fetch_source
 
 TITLE_CAP = 300
 _JSESSIONID_RE = re.compile(r";jsessionid=[^/?#]*", re.IGNORECASE)
@@ -112,15 +112,7 @@ def normalise_url(url: str) -> str:
 
 async def poll_page(source: SourceConfig, fetcher: Fetcher, state: FeedState) -> PollResult:
     """Fetch the page (conditional GET) and pick its bulletin links; matching nothing is a failure."""
-    url = source.url or ""
-    result = await fetcher.fetch(
-        url,
-        etag=state.etag,
-        last_modified=state.last_modified,
-        timeout=source.timeout,
-        max_bytes=source.max_bytes,
-        accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.1",
-    )
+    result = await fetch_source(fetcher, source, state, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.1")
     if result.not_modified:
         return PollResult(
             source.name,
@@ -134,7 +126,7 @@ async def poll_page(source: SourceConfig, fetcher: Fetcher, state: FeedState) ->
     advisories = parse_page(
         result.body or b"",
         source=source.name,
-        base_url=result.url or url,
+        base_url=result.url or source.url or "",
         pattern=source.pattern or "",
         charset=_charset(result),
     )

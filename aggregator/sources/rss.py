@@ -27,7 +27,7 @@ from aggregator.identifiers import (
     recall_numbers,
 )
 from aggregator.models import Advisory, FeedState, PollResult, SourceKind
-from aggregator.sources.http import Fetcher, ensure_not_blocked
+from aggregator.sources.http import Fetcher, ensure_not_blocked, fetch_source
 
 _REVISION_RE = re.compile(r"\((Update [A-Z])\)", re.IGNORECASE)
 _CVSS_RE = re.compile(r"CVSS\s*v?[23](?:\.\d)?\s*(?:base score)?\s*:?\s*(\d{1,2}\.\d)", re.IGNORECASE)
@@ -160,13 +160,10 @@ def _when(value: Any) -> datetime | None:
 
 async def poll_rss(source: SourceConfig, fetcher: Fetcher, state: FeedState) -> PollResult:
     """Fetch with conditional GET; a 304 costs no parsing."""
-    url = source.url or ""
-    result = await fetcher.fetch(
-        url,
-        etag=state.etag,
-        last_modified=state.last_modified,
-        timeout=source.timeout,
-        max_bytes=source.max_bytes,
+    result = await fetch_source(
+        fetcher,
+        source,
+        state,
         accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1",
     )
     if result.not_modified:
