@@ -17,6 +17,32 @@ from aggregator.sources.nvd import parse_nvd
 from tests.conftest import FeedServer, fixture_bytes, run_cli, write_config
 
 
+def nvd_config(folder: Path, feed_url: str, nvd_url: str, extra: str = "") -> Path:
+    """The MHRA-shaped feed watched for a MiniMed 508, with NVD enrichment from the local server."""
+    return write_config(
+        folder,
+        f"""
+[daemon]
+state = "state.sqlite3"
+
+[[source]]
+name = "mhra"
+kind = "rss"
+url = "{feed_url}"
+
+[[watch]]
+name = "pump"
+manufacturer = "Medtronic"
+models = ["MiniMed 508"]
+
+[nvd]
+url = "{nvd_url}"
+spacing = "1s"
+{extra}
+""",
+    )
+
+
 def test_parse_prefers_newest_cvss_and_nvds_own_score() -> None:
     bare = parse_nvd(fixture_bytes("nvd", "CVE-2019-10964.json"))
     assert bare["CVE-2019-10964"].score == 7.1 and bare["CVE-2019-10964"].severity == "HIGH"
@@ -42,28 +68,7 @@ def test_enrichment_in_a_cycle(tmp_path: Path, feed_server: FeedServer) -> None:
     nvd = feed_server.set(
         "/nvd/cves/2.0", body=fixture_bytes("nvd", "CVE-2019-10964.json"), content_type="application/json"
     )
-    config = write_config(
-        tmp_path,
-        f"""
-[daemon]
-state = "state.sqlite3"
-
-[[source]]
-name = "mhra"
-kind = "rss"
-url = "{feed}"
-
-[[watch]]
-name = "pump"
-manufacturer = "Medtronic"
-models = ["MiniMed 508"]
-
-[nvd]
-url = "{nvd}"
-api_key = "${{TEST_NVD_KEY}}"
-spacing = "1s"
-""",
-    )
+    config = nvd_config(tmp_path, feed, nvd, 'api_key = "${TEST_NVD_KEY}"')
     first = run_cli("run", "--once", "--config", str(config), env={"TEST_NVD_KEY": "nvd-secret-key"})
     assert first.returncode == 0, first.stderr
     assert "Severity: CVSS 7.1 HIGH (NVD)" in first.stdout
@@ -84,27 +89,7 @@ spacing = "1s"
 def test_nvd_down_does_not_hold_alerts_back(tmp_path: Path, feed_server: FeedServer) -> None:
     feed = feed_server.set("/mhra.atom", body=fixture_bytes("regulators", "mhra-drug-device-alerts.atom"))
     nvd = feed_server.set("/nvd", status=503)
-    config = write_config(
-        tmp_path,
-        f"""
-[daemon]
-state = "state.sqlite3"
-
-[[source]]
-name = "mhra"
-kind = "rss"
-url = "{feed}"
-
-[[watch]]
-name = "pump"
-manufacturer = "Medtronic"
-models = ["MiniMed 508"]
-
-[nvd]
-url = "{nvd}"
-spacing = "1s"
-""",
-    )
+    config = nvd_config(tmp_path, feed, nvd)
     result = run_cli("run", "--once", "--config", str(config))
     assert result.returncode == 0, "enrichment is optional: its failure is a warning"
     assert "NVD lookup of CVE-2019-10964 failed: HTTP 503" in result.stderr
