@@ -16,13 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from aggregator.identifiers import ADVISORY_ID_RE, RECALL_RE, event_id_of
+from aggregator.manufacturers import ManufacturerAliases, manufacturers_of
+from aggregator.match import model_tokens
 from aggregator.models import Advisory, Event, EventMatch, Match, SourceKind
-
-if TYPE_CHECKING:
-    from aggregator.match import ManufacturerAliases
 
 FUZZY_WINDOW = timedelta(days=7)
 
@@ -95,8 +93,6 @@ class _Joiner:
         return self._fuzzy(members)
 
     def _fuzzy(self, members: Sequence[Advisory]) -> str | None:
-        from aggregator.match import manufacturers_of
-
         assert self.aliases is not None
         dates = [d for adv in members for d in _dates(adv)]
         if not dates:
@@ -123,8 +119,6 @@ class _Joiner:
         return scored[0][1]
 
     def _profile(self, key: str) -> _Profile:
-        from aggregator.match import manufacturers_of
-
         profile = self._profiles.get(key)
         if profile is None:
             assert self.aliases is not None
@@ -147,8 +141,6 @@ def _dates(adv: Advisory) -> tuple[datetime, ...]:
 
 
 def _tokens(adv: Advisory) -> frozenset[str]:
-    from aggregator.match import model_tokens
-
     text = "\n".join([adv.title, adv.summary, *(f"{p.name} {p.version}" for p in adv.products)])
     return model_tokens(text)
 
