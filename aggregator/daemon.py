@@ -71,7 +71,7 @@ class Daemon:
         return report
 
     async def poll(self, sources: Sequence[SourceConfig], fetcher: Fetcher, report: CycleReport) -> None:
-        """Poll `sources` concurrently, then record everything and queue alerts in one transaction."""
+        """Poll `sources` concurrently, record every result in one transaction, then queue alerts in another."""
         states = {s.name: self.store.feed_state(s.name) for s in sources}
         tasks = [asyncio.create_task(poll_source(s, fetcher, states[s.name])) for s in sources]
         stopper = asyncio.create_task(self.stop.wait())
@@ -111,6 +111,8 @@ class Daemon:
         finally:
             stopper.cancel()
             task.cancel()
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            log.error("NVD lookup stopped by an unexpected error: %s: %s", error.__class__.__name__, error)
 
     async def _look_up_scores(self, advisories: Sequence[Advisory], fetcher: Fetcher) -> None:
         """CVSS from NVD for CVEs that sources name without a score; a few per cycle, within NVD's limits."""
