@@ -12,7 +12,6 @@ The whole-corpus test reads the shared corpus itself and is skipped when it is n
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -199,9 +198,7 @@ def test_red_hat_relationships_define_the_affected_products() -> None:
     assert len(adv.products) == 25  # 3 platforms + 7 packages + 15 package-on-platform relationships
     fixed = [p for p in adv.products if p.status == "fixed"]
     assert len(fixed) == 15
-    rel = product(
-        adv, "telnet-1:0.17-65.el7_6.x86_64 as a component of Red Hat Enterprise Linux Server AUS (v. 7.6)"
-    )
+    rel = product(adv, "telnet-1:0.17-65.el7_6.x86_64 as a component of Red Hat Enterprise Linux Server AUS (v. 7.6)")
     assert rel.vendor == "Red Hat"
     assert rel.version == "telnet-1:0.17-65.el7_6.x86_64"
     assert rel.status == "fixed"
@@ -381,9 +378,7 @@ def test_every_corpus_csaf_file_parses() -> None:
     if not files:
         pytest.skip("shared corpus has no CSAF files")
     bodies = [(f, f.read_bytes()) for f in files]
-    start = time.perf_counter()
     advisories = [(f, parse_csaf(body, source="corpus")) for f, body in bodies]
-    elapsed = time.perf_counter() - start
     for f, adv in advisories:
         assert adv.products, f.name
         assert adv.entry_id, f.name
@@ -391,4 +386,3 @@ def test_every_corpus_csaf_file_parses() -> None:
     icsma = [a for f, a in advisories if f.parent.name == "cisa-csaf-icsma"]
     assert all(a.entry_id.startswith("ICSMA-") for a in icsma)
     assert all(a.url and a.url.startswith("https://www.cisa.gov/") for a in icsma)
-    assert elapsed < 2.0, f"parsing {len(files)} files took {elapsed:.2f}s"

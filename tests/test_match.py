@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -690,25 +689,3 @@ def test_family_tree() -> None:
 def test_every_parent_in_the_data_file_is_listed() -> None:
     for child, parent in ALIASES.parents.items():
         assert parent in ALIASES.names, f"{child}: parent {parent!r} is not a listed manufacturer"
-
-
-# --- speed -----------------------------------------------------------------------------------
-
-
-def test_full_scan_is_fast() -> None:
-    advisories = [
-        csaf(
-            *(prod(vendor, f"{family} {n + k}", "<= 2.4A") for k in range(4)),
-            advisory_id=f"ICSMA-20-{n:03d}-01",
-            title=f"{vendor} {family} {n}",
-        )
-        for n, (vendor, family) in enumerate(
-            [("Philips", "IntelliVue MX"), ("BD", "Alaris"), ("Medtronic", "MiniMed"), ("Siemens", "SIMATIC S7-")] * 90
-        )
-    ]
-    devices = [dev("Philips", f"IntelliVue MX{n}", firmware="2.0") for n in range(10)] + [
-        dev("BD", f"Alaris {n}", "Alaris PC Unit 8015") for n in range(10)
-    ]
-    start = time.perf_counter()
-    match_all(advisories, devices, ALIASES)
-    assert time.perf_counter() - start < 2.0  # about 0.2 s; generous for slow machines
