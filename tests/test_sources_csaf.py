@@ -72,9 +72,7 @@ def local(server: FeedServer, text: str) -> bytes:
 def serve_documents(server: FeedServer, names: list[str], *, broken: bool = True) -> None:
     for name in names:
         stem = f"broken-{name}" if broken and name == "icsma-18-219-02" else name
-        server.set(
-            doc_path(name), body=(FIXTURES / f"{stem}.json").read_bytes(), content_type="application/json"
-        )
+        server.set(doc_path(name), body=(FIXTURES / f"{stem}.json").read_bytes(), content_type="application/json")
         server.set(
             doc_path(name) + ".sha512",
             body=(FIXTURES / f"{stem}.json.sha512").read_bytes(),
@@ -96,12 +94,8 @@ def serve_metadata(server: FeedServer, name: str = "provider-metadata.json") -> 
     return server.set(META_PATH, body=body, content_type="application/json", etag='"pmd-1"')
 
 
-def csaf_source(
-    url: str | None = None, *, path: Path | None = None, backfill: float = SINCE_2010
-) -> SourceConfig:
-    return SourceConfig(
-        name="cisa-csaf", kind=SourceKind.CSAF, url=url, path=path, interval=3600, backfill=backfill
-    )
+def csaf_source(url: str | None = None, *, path: Path | None = None, backfill: float = SINCE_2010) -> SourceConfig:
+    return SourceConfig(name="cisa-csaf", kind=SourceKind.CSAF, url=url, path=path, interval=3600, backfill=backfill)
 
 
 def after(state: FeedState, result: PollResult) -> FeedState:
@@ -164,9 +158,7 @@ async def test_second_poll_reads_only_newer_entries_and_retries_failures(
             entry["updated"] = now
     template = json.dumps(feed["feed"]["entry"][0])  # ICSMA-24-249-01's entry
     new_entry = json.loads(template.replace("icsma-24-249-01", "icsma-25-030-01").replace("/2024/", "/2025/"))
-    new_entry.update(
-        id="ICSMA-25-030-01", title="Contec Health CMS8000 Patient Monitor", published=now, updated=now
-    )
+    new_entry.update(id="ICSMA-25-030-01", title="Contec Health CMS8000 Patient Monitor", published=now, updated=now)
     feed["feed"]["entry"].insert(0, new_entry)
     serve_feed(feed_server, feed, etag='"feed-2"')
     serve_documents(feed_server, ["icsma-18-219-02"], broken=False)
@@ -254,20 +246,14 @@ async def test_changes_csv_of_a_directory_provider(feed_server: FeedServer, fetc
 
 async def test_changes_csv_given_directly(feed_server: FeedServer, fetcher: Fetcher) -> None:
     serve_documents(feed_server, IN_FEED)
-    url = feed_server.set(
-        FOLDER + "changes.csv", body=(FIXTURES / "changes.csv").read_bytes(), content_type="text/csv"
-    )
+    url = feed_server.set(FOLDER + "changes.csv", body=(FIXTURES / "changes.csv").read_bytes(), content_type="text/csv")
     result = await poll_csaf(csaf_source(url), fetcher, FeedState("cisa-csaf"))
     assert ids(result) == GOOD
     assert len(result.problems) == 2  # the cut-short file and the wrong digest, found by probing <doc>.sha512
 
 
-async def test_block_page_instead_of_the_feed_fails_the_poll(
-    feed_server: FeedServer, fetcher: Fetcher
-) -> None:
-    apology = (
-        b"<!DOCTYPE html><html><head><title>Access Denied</title></head><body>Reference #18</body></html>"
-    )
+async def test_block_page_instead_of_the_feed_fails_the_poll(feed_server: FeedServer, fetcher: Fetcher) -> None:
+    apology = b"<!DOCTYPE html><html><head><title>Access Denied</title></head><body>Reference #18</body></html>"
     url = feed_server.set(FEED_PATH, body=apology, content_type="text/html")
     with pytest.raises(BlockedError, match="HTML page"):
         await poll_csaf(csaf_source(url), fetcher, FeedState("cisa-csaf"))
@@ -278,16 +264,12 @@ async def test_block_page_instead_of_the_feed_fails_the_poll(
 async def test_every_document_blocked_fails_the_poll(feed_server: FeedServer, fetcher: Fetcher) -> None:
     serve_feed(feed_server, feed_json())
     for name in IN_FEED:
-        feed_server.set(
-            doc_path(name), body=b"<html><body>Access Denied</body></html>", content_type="text/html"
-        )
+        feed_server.set(doc_path(name), body=b"<html><body>Access Denied</body></html>", content_type="text/html")
     with pytest.raises(SourceError, match="all 7 documents failed to download"):
         await poll_csaf(csaf_source(feed_server.url(FEED_PATH)), fetcher, FeedState("cisa-csaf"))
 
 
-async def test_metadata_without_white_feed_or_directory_fails(
-    feed_server: FeedServer, fetcher: Fetcher
-) -> None:
+async def test_metadata_without_white_feed_or_directory_fails(feed_server: FeedServer, fetcher: Fetcher) -> None:
     meta = json.loads((FIXTURES / "provider-metadata.json").read_text())
     meta["distributions"][0]["rolie"]["feeds"] = meta["distributions"][0]["rolie"]["feeds"][1:]  # GREEN only
     url = feed_server.set(META_PATH, body=json.dumps(meta).encode(), content_type="application/json")
@@ -295,17 +277,13 @@ async def test_metadata_without_white_feed_or_directory_fails(
         await poll_csaf(csaf_source(url), fetcher, FeedState("cisa-csaf"))
 
 
-async def test_one_failing_feed_is_a_problem_and_keeps_the_window(
-    feed_server: FeedServer, fetcher: Fetcher
-) -> None:
+async def test_one_failing_feed_is_a_problem_and_keeps_the_window(feed_server: FeedServer, fetcher: Fetcher) -> None:
     serve_documents(feed_server, IN_FEED)
     serve_feed(feed_server, feed_json())
     meta = json.loads((FIXTURES / "provider-metadata.json").read_text())
     missing = REAL_ROOT + "cisagov/CSAF/develop/csaf_files/IT/white/cisa-csaf-it-feed-tlp-clear.json"
     meta["distributions"].append({"rolie": {"feeds": [{"tlp_label": "CLEAR", "url": missing}]}})
-    url = feed_server.set(
-        META_PATH, body=local(feed_server, json.dumps(meta)), content_type="application/json"
-    )
+    url = feed_server.set(META_PATH, body=local(feed_server, json.dumps(meta)), content_type="application/json")
 
     result = await poll_csaf(csaf_source(url), fetcher, FeedState("cisa-csaf"))
 
@@ -405,3 +383,17 @@ def test_cursor_survives_garbage() -> None:
     assert csaf_feed._Cursor.load('["a list"]').pending == []
     cursor = csaf_feed._Cursor(since=datetime(2026, 1, 1, tzinfo=UTC) - timedelta(days=1))
     assert csaf_feed._Cursor.load(cursor.dump()).since == cursor.since
+
+
+async def test_a_suddenly_empty_feed_fails_and_forgets_nothing(feed_server: FeedServer, fetcher: Fetcher) -> None:
+    serve_documents(feed_server, IN_FEED)
+    serve_feed(feed_server, feed_json())
+    url = feed_server.url(FEED_PATH)
+    first, _ = await poll_source(csaf_source(url), fetcher, FeedState("cisa-csaf"))
+    assert first.ok and first.advisories
+
+    emptied = feed_json()
+    emptied["feed"]["entry"] = []
+    serve_feed(feed_server, emptied, etag='"feed-empty"')
+    second, _ = await poll_source(csaf_source(url), fetcher, after(FeedState("cisa-csaf"), first))
+    assert not second.ok and "no documents at all" in (second.error or "")

@@ -158,6 +158,9 @@ async def _poll_remote(source: SourceConfig, fetcher: Fetcher, state: FeedState,
 
     listed = {d.url for d in listing.docs}
     every_listing_read = listing.fresh == listing.total and listing.total > 0
+    if every_listing_read and not listing.docs:
+        # A provider's index never empties for real: this is a broken or truncated answer, not "nothing new".
+        raise SourceError("the provider's feeds list no documents at all (suddenly empty?); keeping what was seen")
     retry = [d for d in cursor.pending if d.url in listed or not every_listing_read]
     candidates = _newest_per_url(d for d in listing.docs if d.updated is None or d.updated >= cutoff)
     retry_urls = {d.url for d in retry}
