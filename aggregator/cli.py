@@ -222,14 +222,14 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
 def scan_line(em: EventMatch) -> dict[str, Any]:
     """One `scan` output line (a public interface, documented in the README)."""
     primary = em.event.primary
-    published = [a.published for a in em.event.members if a.published]
+    published = em.event.published
     return {
         "advisory": primary.display_id,
         "event": em.event.event_id,
         "source": primary.kind.value,
         "title": primary.title,
         "url": primary.url or next((a.url for a in em.event.members if a.url), None),
-        "published": min(published).isoformat() if published else None,
+        "published": published.isoformat() if published else None,
         "device": em.device.name,
         "affected": em.affected,
         "why": em.why,

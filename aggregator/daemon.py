@@ -16,12 +16,12 @@ from typing import Any
 
 from aggregator.config import Config, SourceConfig
 from aggregator.dedup import event_matches, fold
+from aggregator.identifiers import unique
 from aggregator.match import load_aliases, match_all
 from aggregator.models import Advisory, FeedState, PollResult
 from aggregator.notify import DeliveryFailure, Notifier, queue_alerts, queue_notice
 from aggregator.sources import poll_source
 from aggregator.sources.http import Fetcher, sleep_or_stop
-from aggregator.sources.jsonvalues import unique
 from aggregator.sources.nvd import fetch_scores
 from aggregator.store import Store, now_utc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 # ICSMA-19-178-01, ICSA-24-023-05, ICSMA-17-009-01A (a trailing letter marks a revision)
@@ -21,19 +22,19 @@ _BLANK_LINES_RE = re.compile(r"\n\s*\n+")
 
 def advisory_ids(text: str) -> list[str]:
     """CISA advisory ids in `text`, upper-cased, in order of first appearance."""
-    return _unique(m.upper() for m in ADVISORY_ID_RE.findall(text or ""))
+    return unique(m.upper() for m in ADVISORY_ID_RE.findall(text or ""))
 
 
 def cve_ids(text: str) -> list[str]:
-    return _unique(m.upper() for m in CVE_RE.findall(text or ""))
+    return unique(m.upper() for m in CVE_RE.findall(text or ""))
 
 
 def cwe_ids(text: str) -> list[str]:
-    return _unique(m.upper() for m in CWE_RE.findall(text or ""))
+    return unique(m.upper() for m in CWE_RE.findall(text or ""))
 
 
 def recall_numbers(text: str) -> list[str]:
-    return _unique(m.upper() for m in RECALL_RE.findall(text or ""))
+    return unique(m.upper() for m in RECALL_RE.findall(text or ""))
 
 
 def all_identifiers(*texts: str) -> frozenset[str]:
@@ -80,8 +81,10 @@ def parse_datetime(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def _unique(items: object) -> list[str]:
+def unique(items: Iterable[str]) -> list[str]:
+    """Non-empty items, first occurrence kept, in order."""
     seen: dict[str, None] = {}
-    for item in items:  # type: ignore[attr-defined]
-        seen.setdefault(item, None)
+    for item in items:
+        if item:
+            seen.setdefault(item, None)
     return list(seen)

@@ -93,8 +93,10 @@ class Event:
     members: tuple[Advisory, ...] = field(default_factory=tuple)
 
     @property
-    def advisory_id(self) -> str:
-        return self.primary.display_id
+    def published(self) -> datetime | None:
+        """First publication across every source that carried the event."""
+        dates = [a.published for a in self.members if a.published]
+        return min(dates) if dates else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,13 @@ from aggregator.store import PendingDelivery, Store, StoredMatch, now_utc, retry
 log = logging.getLogger(__name__)
 
 STDOUT_TARGET = NotifyTarget("stdout://", "stdout")
+
+
+def targets_of(notify: NotifyConfig) -> tuple[NotifyTarget, ...]:
+    """Where alerts go: the configured Apprise URLs, else stdout (printing counts as delivery)."""
+    return notify.targets or (STDOUT_TARGET,)
+
+
 DELIVERY_TIMEOUT = 60.0
 _KIND_LABEL = {
     SourceKind.CSAF: "CISA CSAF advisory",
@@ -128,7 +135,7 @@ def render(em: EventMatch, kind: str, changes: Sequence[str] = ()) -> tuple[str,
         "",
         f"Advisory: {primary.display_id}{f' ({primary.revision})' if primary.revision else ''}",
         f"Title: {primary.title}",
-        f"Published: {_date(_first_published(em.event.members))}",
+        f"Published: {_date(em.event.published)}",
     ]
     if primary.url:
         lines.append(f"Link: {primary.url}")
@@ -188,11 +195,6 @@ def _remediation_lines(members: Sequence[Advisory]) -> list[str]:
     return lines
 
 
-def _first_published(members: Sequence[Advisory]) -> datetime | None:
-    dates = [a.published for a in members if a.published]
-    return min(dates) if dates else None
-
-
 # -- the outbox ------------------------------------------------------------------------------
 
 
@@ -206,7 +208,7 @@ def queue_alerts(
     """
     at = at or now_utc()
     stored: dict[tuple[str, str], StoredMatch] = store.stored_matches()
-    targets = notify.targets or (STDOUT_TARGET,)
+    targets = targets_of(notify)
     queued = 0
     for em in event_matches:
         summary = material_summary(em)
@@ -236,7 +238,7 @@ def queue_alerts(
 
 def queue_notice(store: Store, notify: NotifyConfig, key: str, kind: str, subject: str, body: str, at: datetime) -> int:
     """Queue an operational notice (a source failing or recovered) to every target; inside a transaction."""
-    targets = notify.targets or (STDOUT_TARGET,)
+    targets = targets_of(notify)
     alert_id = store.add_alert(key, "", kind, subject, body, [(t.key, t.masked) for t in targets], at)
     log.info("queued %s notice for %s", kind, key)
     return alert_id
@@ -248,7 +250,7 @@ class Notifier:
     def __init__(self, store: Store, notify: NotifyConfig) -> None:
         self.store = store
         self.notify = notify
-        self.targets = {t.key: t for t in (notify.targets or (STDOUT_TARGET,))}
+        self.targets = {t.key: t for t in targets_of(notify)}
 
     async def deliver_due(self, at: datetime | None = None) -> tuple[int, list[DeliveryFailure]]:
         """Send every due delivery; returns (delivered count, failures).
@@ -302,7 +304,7 @@ class Notifier:
         return delivered, failures
 
     async def _send(self, target: NotifyTarget, pending: PendingDelivery) -> str | None:
-        if target is STDOUT_TARGET or target.key == STDOUT_TARGET.key:
+        if target.key == STDOUT_TARGET.key:
             sys.stdout.write(f"{pending.subject}\n\n{pending.body}\n\n")
             sys.stdout.flush()
             return None

@@ -257,10 +257,6 @@ class Store:
             failure_notified=_dt(row["failure_notified"]),
         )
 
-    def all_feed_states(self) -> list[FeedState]:
-        names = [r[0] for r in self.conn.execute("SELECT source FROM feed_state ORDER BY source")]
-        return [self.feed_state(n) for n in names]
-
     def save_feed_state(self, state: FeedState) -> None:
         self.conn.execute(
             """INSERT INTO feed_state (source, etag, last_modified, last_poll, last_success, outcome, error,
@@ -435,11 +431,11 @@ class Store:
         keys = list(targets)
         if not keys:
             return None
-        row = self.conn.execute(_next_delivery_query(len(keys)), keys).fetchone()
+        marks = ",".join("?" * len(keys))
+        row = self.conn.execute(
+            f"SELECT min(next_attempt) FROM deliveries WHERE status = 'pending' AND target IN ({marks})", keys
+        ).fetchone()
         return _dt(row[0]) if row and row[0] else None
-
-    def delivery_counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status")}
 
     def stuck_deliveries(self, min_attempts: int) -> list[tuple[int, str, int, str | None]]:
         """Pending deliveries that failed at least `min_attempts` times: (alert id, label, attempts, error)."""
@@ -466,8 +462,3 @@ def retry_delay(attempts: int) -> timedelta:
 
 def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _next_delivery_query(count: int) -> str:
-    marks = ",".join("?" * count)
-    return f"SELECT min(next_attempt) FROM deliveries WHERE status = 'pending' AND target IN ({marks})"

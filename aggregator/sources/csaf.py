@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from aggregator.errors import ParseError
-from aggregator.identifiers import all_identifiers, html_to_text, parse_datetime
+from aggregator.identifiers import all_identifiers, html_to_text, parse_datetime, unique
 from aggregator.models import Advisory, Product, SourceKind
-from aggregator.sources.jsonvalues import as_dict, as_list, as_str, cap, fold_spaces, unique
+from aggregator.sources.jsonvalues import as_dict, as_list, as_str, cap, fold_spaces
 
 SUMMARY_CAP = 2000
 _MAX_BRANCH_DEPTH = 40  # real trees are 2-5 levels deep; guards against hostile nesting

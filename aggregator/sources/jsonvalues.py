@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from typing import Any
 
 _SPACES_RE = re.compile(r"[ \t\f\v]+")
@@ -55,12 +54,3 @@ def cap(text: str, limit: int) -> str:
     cut = text[: limit - 1]
     space = cut.rfind(" ")
     return (cut[:space] if space > limit * 0.8 else cut).rstrip() + "…"
-
-
-def unique(items: Iterable[str]) -> list[str]:
-    """Non-empty items, first occurrence kept, in order."""
-    seen: dict[str, None] = {}
-    for item in items:
-        if item:
-            seen.setdefault(item, None)
-    return list(seen)
